@@ -1,0 +1,30 @@
+/* Immutable, reference-counted bytes (a serialised answer) shared between the result cache,
+ * jobs and responses without copying or locking. */
+#ifndef METALIGN_BLOB_H
+#define METALIGN_BLOB_H
+
+#include <stddef.h>
+
+typedef struct ml_blob {
+    int refs; /* atomic */
+    size_t len;
+    char data[]; /* NUL-terminated */
+} ml_blob;
+
+/* Takes a copy of data; the new blob has one reference. */
+ml_blob *ml_blob_new(const char *data, size_t len);
+ml_blob *ml_blob_ref(ml_blob *b);
+void ml_blob_unref(ml_blob *b);
+
+/* A bounded least-recently-used map from request keys to answers. */
+typedef struct ml_lru ml_lru;
+ml_lru *ml_lru_new(size_t max_bytes, int max_entries);
+void ml_lru_free(ml_lru *c);
+/* A new reference to the answer for key, or NULL. */
+ml_blob *ml_lru_get(ml_lru *c, const char *key);
+/* Stores a reference to b under key (replacing an older one), evicting the oldest entries
+ * beyond the bounds. An answer larger than max_bytes is not kept. */
+void ml_lru_put(ml_lru *c, const char *key, ml_blob *b);
+void ml_lru_stats(ml_lru *c, int *entries, size_t *bytes);
+
+#endif

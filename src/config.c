@@ -1,0 +1,314 @@
+#include "metalign/config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One table drives the flags, the config file keys and --help, so they cannot drift apart. */
+typedef enum opt_kind { OPT_STR, OPT_PATH, OPT_INT, OPT_SIZE, OPT_FLAG } opt_kind;
+
+typedef struct opt_def {
+    const char *flag;  /* long flag without dashes; the file key is the same with '_' for '-' */
+    opt_kind kind;
+    size_t offset;     /* into ml_config */
+    long min, max;     /* for OPT_INT and OPT_SIZE */
+    const char *arg;   /* placeholder in --help */
+    const char *help;
+} opt_def;
+
+#define OFF(field) offsetof(ml_config, field)
+
+static const opt_def options[] = {
+    {"listen", OPT_STR, OFF(listen), 0, 0, "HOST:PORT", "address to serve on (default " ML_DEFAULT_LISTEN ")"},
+    {"checkpoint", OPT_PATH, OFF(checkpoint), 0, 0, "PATH", "model: torch.save .pt or .safetensors"},
+    {"heads", OPT_INT, OFF(heads), 1, 4096, "N", "attention heads when the checkpoint has no config (default 12)"},
+    {"backbone", OPT_PATH, OFF(backbone), 0, 0, "PATH", "backbone features: .npz or .npy"},
+    {"targets", OPT_PATH, OFF(targets), 0, 0, "PATH", "SPoSE embedding: text or .npy"},
+    {"item-ids", OPT_PATH, OFF(item_ids), 0, 0, "PATH", "unique_id.txt: one concept per line"},
+    {"things-images", OPT_PATH, OFF(things_images), 0, 0, "DIR|LISTFILE", "THINGS images, for per-image backbones"},
+    {"human-url", OPT_STR, OFF(human_url), 0, 0, "URL", "human data CSV (default " ML_DEFAULT_HUMAN_URL ")"},
+    {"cache-dir", OPT_PATH, OFF(cache_dir), 0, 0, "DIR", "where downloaded data is kept"},
+    {"threads", OPT_INT, OFF(threads), 0, 256, "N", "compute threads (default: all cores)"},
+    {"http-threads", OPT_INT, OFF(http_threads), 1, 256, "N", "HTTP I/O threads (default 4)"},
+    {"max-body-bytes", OPT_SIZE, OFF(max_body_bytes), 64, 1L << 30, "BYTES", "largest request body (default 4 MiB)"},
+    {"max-jobs", OPT_INT, OFF(max_jobs), 1, 100000, "N", "queued + running jobs (default 16)"},
+    {"job-ttl", OPT_INT, OFF(job_ttl), 1, 86400 * 30, "SECONDS", "how long finished jobs are kept (default 3600)"},
+    {"human-max-age", OPT_INT, OFF(human_max_age), 0, INT_MAX, "SECONDS", "revalidate the cached human CSV after this (default 86400)"},
+    {"human-timeout", OPT_INT, OFF(human_timeout), 1, 3600, "SECONDS", "total time for one download (default 60)"},
+    {"human-max-bytes", OPT_SIZE, OFF(human_max_bytes), 1024, 1L << 34, "BYTES", "largest human CSV accepted (default 64 MiB)"},
+};
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+/* $XDG_CACHE_HOME/metalignd, else ~/.cache/metalignd, else a folder under /tmp. */
+static char *default_cache_dir(void) {
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char buf[PATH_MAX];
+    if (xdg && xdg[0] == '/')
+        snprintf(buf, sizeof buf, "%s/metalignd", xdg);
+    else if (home && home[0] == '/')
+        snprintf(buf, sizeof buf, "%s/.cache/metalignd", home);
+    else
+        snprintf(buf, sizeof buf, "/tmp/metalignd-cache");
+    return strdup(buf);
+}
+
+void ml_config_defaults(ml_config *c) {
+    memset(c, 0, sizeof *c);
+    c->listen = strdup(ML_DEFAULT_LISTEN);
+    c->human_url = strdup(ML_DEFAULT_HUMAN_URL);
+    c->http_threads = 4;
+    c->max_body_bytes = 4u << 20;
+    c->max_jobs = 16;
+    c->job_ttl = 3600;
+    c->human_max_age = 86400;
+    c->human_timeout = 60;
+    c->human_max_bytes = 64u << 20;
+    c->cache_dir = default_cache_dir();
+}
+
+void ml_config_free(ml_config *c) {
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        if (options[i].kind == OPT_STR || options[i].kind == OPT_PATH) {
+            char **p = (char **)((char *)c + options[i].offset);
+            free(*p);
+            *p = NULL;
+        }
+    }
+    free(c->config_path);
+    c->config_path = NULL;
+}
+
+static const opt_def *find_option(const char *name, int file_key) {
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const char *f = options[i].flag;
+        size_t k = 0;
+        for (; f[k] && name[k]; k++) {
+            char want = (file_key && f[k] == '-') ? '_' : f[k];
+            if (name[k] != want) break;
+        }
+        if (!f[k] && !name[k]) return &options[i];
+    }
+    return NULL;
+}
+
+/* dir/rel, tidied by realpath when the file exists (messages then show a plain path). */
+static char *join_path(const char *dir, const char *rel) {
+    if (!dir || rel[0] == '/') return strdup(rel);
+    size_t n = strlen(dir) + strlen(rel) + 2;
+    char *out = malloc(n);
+    if (!out) return NULL;
+    snprintf(out, n, "%s/%s", dir, rel);
+    char *tidy = realpath(out, NULL);
+    if (!tidy) return out;
+    free(out);
+    return tidy;
+}
+
+/* Stores a textual value; base_dir resolves relative OPT_PATH values (NULL: keep as given). */
+static int set_option(ml_config *c, const opt_def *o, const char *value, const char *base_dir,
+                      const char *origin, ml_err *err) {
+    void *field = (char *)c + o->offset;
+    if (o->kind == OPT_STR || o->kind == OPT_PATH) {
+        if (!value[0]) return ml_errf(err, "%s: %s is empty", origin, o->flag);
+        char *copy = o->kind == OPT_PATH ? join_path(base_dir, value) : strdup(value);
+        if (!copy) return ml_errf(err, "%s: out of memory", origin);
+        free(*(char **)field);
+        *(char **)field = copy;
+        return 0;
+    }
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(value, &end, 10);
+    if (errno || end == value || *end)
+        return ml_errf(err, "%s: %s=\"%s\" is not an integer", origin, o->flag, value);
+    if (v < o->min || v > o->max)
+        return ml_errf(err, "%s: %s=%lld is out of range (%ld..%ld)", origin, o->flag, v, o->min,
+                       o->max);
+    if (o->kind == OPT_INT)
+        *(int *)field = (int)v;
+    else
+        *(size_t *)field = (size_t)v;
+    return 0;
+}
+
+int ml_config_load_file(ml_config *c, const char *path, ml_err *err) {
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        if (jerr.line <= 0)
+            return ml_errf(err, "config %s: %s", path, jerr.text);
+        return ml_errf(err, "config %s: line %d, column %d: %s", path, jerr.line, jerr.column,
+                       jerr.text);
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return ml_errf(err, "config %s: must be a JSON object of settings", path);
+    }
+    char *dir = strdup(path);
+    if (!dir) {
+        json_decref(root);
+        return ml_errf(err, "config %s: out of memory", path);
+    }
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        strcpy(dir, ".");
+
+    char origin[PATH_MAX + 16];
+    snprintf(origin, sizeof origin, "config %s", path);
+    int rc = 0;
+    const char *key;
+    json_t *val;
+    json_object_foreach(root, key, val) {
+        if (key[0] == '_' || strcmp(key, "comment") == 0) continue; /* annotations */
+        const opt_def *o = find_option(key, 1);
+        if (!o) {
+            rc = ml_errf(err, "config %s: unknown key \"%s\" (keys are the long flag names "
+                              "with '_' for '-', e.g. \"item_ids\"; see --help)", path, key);
+            break;
+        }
+        char buf[64];
+        const char *text = NULL;
+        if ((o->kind == OPT_STR || o->kind == OPT_PATH) && json_is_string(val)) {
+            text = json_string_value(val);
+        } else if ((o->kind == OPT_INT || o->kind == OPT_SIZE) && json_is_integer(val)) {
+            snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(val));
+            text = buf;
+        } else if (json_is_null(val)) {
+            continue; /* null: keep the default */
+        } else {
+            rc = ml_errf(err, "config %s: \"%s\" must be %s", path, key,
+                         o->kind == OPT_STR || o->kind == OPT_PATH ? "a string" : "an integer");
+            break;
+        }
+        if (set_option(c, o, text, dir, origin, err) != 0) {
+            rc = -1;
+            break;
+        }
+    }
+    free(dir);
+    json_decref(root);
+    if (rc == 0) {
+        free(c->config_path);
+        c->config_path = strdup(path);
+    }
+    return rc;
+}
+
+void ml_config_usage(FILE *out) {
+    fprintf(out,
+            "usage: metalignd [--config FILE] [options]\n"
+            "Serves layer activations, CKA and learning curves of a meta-learned model.\n\n"
+            "  --config FILE          JSON settings (keys: the flag names with '_' for '-')\n");
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        char left[64];
+        snprintf(left, sizeof left, "--%s %s", options[i].flag, options[i].arg);
+        fprintf(out, "  %-22s %s\n", left, options[i].help);
+    }
+    fprintf(out, "  --check                load and validate everything, print a summary, exit\n"
+                 "  --version              print the version\n"
+                 "  --help                 this text\n");
+}
+
+ml_cli_action ml_config_from_args(ml_config *c, int argc, char **argv, ml_err *err) {
+    enum { ID_CONFIG = 1000, ID_CHECK, ID_VERSION, ID_HELP, ID_FIRST_OPTION };
+    struct option longopts[N_OPTIONS + 5];
+    size_t n = 0;
+    longopts[n++] = (struct option){"config", required_argument, NULL, ID_CONFIG};
+    longopts[n++] = (struct option){"check", no_argument, NULL, ID_CHECK};
+    longopts[n++] = (struct option){"version", no_argument, NULL, ID_VERSION};
+    longopts[n++] = (struct option){"help", no_argument, NULL, ID_HELP};
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        longopts[n++] = (struct option){options[i].flag, required_argument, NULL,
+                                        ID_FIRST_OPTION + (int)i};
+    longopts[n] = (struct option){0, 0, 0, 0};
+
+    /* First pass: only --config, so flags override the file whatever their order. */
+    opterr = 0;
+    optind = 1;
+    int id;
+    while ((id = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (id == ID_CONFIG && ml_config_load_file(c, optarg, err) != 0) return ML_CLI_EXIT_USAGE;
+    }
+    optind = 1;
+    while ((id = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (id) {
+        case ID_CONFIG: break;
+        case ID_CHECK: c->check = 1; break;
+        case ID_VERSION: printf("metalignd %s\n", ML_VERSION); return ML_CLI_EXIT_OK;
+        case ID_HELP: ml_config_usage(stdout); return ML_CLI_EXIT_OK;
+        case '?':
+        case ':':
+            if (optopt >= ID_FIRST_OPTION || optopt == ID_CONFIG)
+                ml_errf(err, "%s needs a value", argv[optind - 1]);
+            else
+                ml_errf(err, "unknown option %s (see --help)", argv[optind - 1]);
+            return ML_CLI_EXIT_USAGE;
+        default: {
+            const opt_def *o = &options[id - ID_FIRST_OPTION];
+            char origin[64];
+            snprintf(origin, sizeof origin, "--%s", o->flag);
+            if (set_option(c, o, optarg, NULL, origin, err) != 0) return ML_CLI_EXIT_USAGE;
+        }
+        }
+    }
+    if (optind < argc) {
+        ml_errf(err, "unexpected argument \"%s\" (options start with --; see --help)",
+                argv[optind]);
+        return ML_CLI_EXIT_USAGE;
+    }
+    return ML_CLI_RUN;
+}
+
+int ml_parse_listen(const char *listen, char *host, size_t host_len, int *port, ml_err *err) {
+    const char *colon;
+    const char *h = listen;
+    size_t hl;
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+        if (!close || close[1] != ':')
+            return ml_errf(err, "listen \"%s\": expected [IPv6]:PORT", listen);
+        h = listen + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(listen, ':');
+        if (!colon) return ml_errf(err, "listen \"%s\": expected HOST:PORT, e.g. 127.0.0.1:8080", listen);
+        hl = (size_t)(colon - listen);
+    }
+    if (hl == 0 || hl >= host_len) return ml_errf(err, "listen \"%s\": bad host", listen);
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    char *end = NULL;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || *end || p < 0 || p > 65535)
+        return ml_errf(err, "listen \"%s\": port must be 0..65535", listen);
+    *port = (int)p;
+    return 0;
+}
+
+int ml_config_validate(const ml_config *c, ml_err *err) {
+    static const struct {
+        size_t offset;
+        const char *flag, *key;
+    } required[] = {{OFF(checkpoint), "checkpoint", "checkpoint"},
+                    {OFF(backbone), "backbone", "backbone"},
+                    {OFF(targets), "targets", "targets"},
+                    {OFF(item_ids), "item-ids", "item_ids"}};
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
+        if (!*(char *const *)((const char *)c + required[i].offset))
+            return ml_errf(err, "no --%s given: pass it or a --config file that sets \"%s\" "
+                                "(config/demo.json serves the demo bundle)",
+                           required[i].flag, required[i].key);
+    }
+    char host[256];
+    int port;
+    return ml_parse_listen(c->listen, host, sizeof host, &port, err);
+}

@@ -1,0 +1,113 @@
+/* metalignd: start-up, flags, signals. Loads the model and data once, then serves until
+ * SIGTERM or SIGINT, when it lets requests in flight finish and exits 0. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "metalign/app.h"
+#include "metalign/blas.h"
+#include "metalign/config.h"
+#include "metalign/server.h"
+
+#define SHUTDOWN_GRACE_SECONDS 30.0
+
+static void print_summary(const ml_app *app, double seconds) {
+    const ml_model *m = &app->model;
+    const ml_dataset *d = &app->data;
+    printf("model:  %s (%s)\n", m->path, m->format);
+    printf("        variant %s, input %d, hidden %d, heads %d, intermediate %d, layers %d, "
+           "%zu parameters%s%s%s\n",
+           ml_posenc_name(m->cfg.pos), m->cfg.input_size, m->cfg.hidden_size, m->cfg.num_heads,
+           m->cfg.intermediate_size, m->cfg.num_layers, m->num_params,
+           m->cfg.bias ? ", biases" : "", m->cfg.embedding ? "" : ", no embedding layer",
+           m->synthetic ? ", SYNTHETIC" : "");
+    if (m->cfg.pos == ML_POS_LEARNED) printf("        learned positions: at most %d trials\n", m->cfg.max_seq_len);
+    printf("data:   %d items, backbone %d features (%s: %lld rows%s), targets %d dims (%s)\n",
+           d->n_items, d->backbone_dim, d->backbone_path, (long long)d->backbone_rows,
+           d->per_image ? ", one per image, aligned by the image list" : "", d->target_dims,
+           d->targets_path);
+    printf("        item ids: %s (first: %s, last: %s)\n", d->ids_path, d->ids[0],
+           d->ids[d->n_items - 1]);
+    printf("blas:   OpenBLAS %s kernels, %d threads\n", ml_blas_core(), app->threads);
+    printf("loaded in %.2f s\n", seconds);
+}
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv) {
+    ml_blas_select_core(argv);
+
+    ml_config cfg;
+    ml_config_defaults(&cfg);
+    ml_err err = {{0}};
+    switch (ml_config_from_args(&cfg, argc, argv, &err)) {
+    case ML_CLI_EXIT_OK: ml_config_free(&cfg); return 0;
+    case ML_CLI_EXIT_USAGE:
+        fprintf(stderr, "metalignd: %s\n", err.msg);
+        ml_config_free(&cfg);
+        return 2;
+    case ML_CLI_RUN: break;
+    }
+    if (ml_config_validate(&cfg, &err) != 0) {
+        fprintf(stderr, "metalignd: %s\n", err.msg);
+        ml_config_free(&cfg);
+        return 2;
+    }
+
+    /* Signals are taken by sigwait below; every thread started from here inherits the mask. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    double t0 = now_seconds();
+    ml_app app;
+    if (ml_app_load(&app, &cfg, &err) != 0) {
+        fprintf(stderr, "metalignd: cannot start: %s\n", err.msg);
+        ml_app_free(&app);
+        ml_config_free(&cfg);
+        return 1;
+    }
+    if (cfg.check) {
+        print_summary(&app, now_seconds() - t0);
+        printf("check: ok\n");
+        ml_app_free(&app);
+        ml_config_free(&cfg);
+        return 0;
+    }
+    ml_server server = {0};
+    if (ml_app_start(&app, &err) != 0 || ml_server_start(&server, &app, &err) != 0) {
+        fprintf(stderr, "metalignd: cannot start: %s\n", err.msg);
+        ml_app_free(&app);
+        ml_config_free(&cfg);
+        return 1;
+    }
+    char host[256];
+    int port;
+    ml_parse_listen(cfg.listen, host, sizeof host, &port, NULL); /* validated above */
+    fprintf(stderr, "metalignd %s: %s model (%s), %d items%s; ready in %.2f s; listening on "
+                    "http://%s%s%s:%d\n",
+            ML_VERSION, ml_posenc_name(app.model.cfg.pos), app.model.path, app.data.n_items,
+            app.model.synthetic ? " (SYNTHETIC demo data)" : "", now_seconds() - t0,
+            strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+            ml_server_port(&server));
+
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    fprintf(stderr, "metalignd: %s received: finishing requests in flight\n",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    ml_server_stop(&server, SHUTDOWN_GRACE_SECONDS);
+    ml_app_free(&app);
+    ml_config_free(&cfg);
+    fprintf(stderr, "metalignd: stopped\n");
+    return 0;
+}

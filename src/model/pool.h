@@ -1,0 +1,24 @@
+/* A tiny fork-join thread pool for the non-GEMM parts of the forward pass (internal to
+ * src/model/). Workers sleep on a condition variable between jobs, so they never compete with
+ * OpenBLAS's own threads while a GEMM runs. */
+#ifndef METALIGN_MODEL_POOL_H
+#define METALIGN_MODEL_POOL_H
+
+#include "metalign/err.h"
+
+/* Processes items [begin, end) of a job; tid (0 = the caller, 1..n_threads-1 the workers)
+ * lets a job give each thread its own scratch memory. */
+typedef void (*ml_par_fn)(void *ctx, long begin, long end, int tid);
+
+typedef struct ml_pool ml_pool;
+
+/* A pool of n_threads - 1 workers (the caller is the n-th thread). */
+ml_pool *ml_pool_new(int n_threads, ml_err *err);
+void ml_pool_free(ml_pool *p);
+int ml_pool_size(const ml_pool *p); /* n_threads */
+
+/* Runs fn over [0, n) in chunks of `grain` items on up to n_threads threads (the caller
+ * included) and returns when all are done. One caller at a time. */
+void ml_pool_for(ml_pool *p, int n_threads, long n, long grain, ml_par_fn fn, void *ctx);
+
+#endif

@@ -1,0 +1,381 @@
+/* Binding a checkpoint's tensors to the model: the variant and every size come from the
+ * state-dict names and shapes (MODEL.md section 2), all parameters go into one float buffer
+ * (llm.c's params_memory), and every tensor's shape is checked before anything is read. */
+#include "metalign/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* RoPE tables cover at least this many positions; the weights set no limit. */
+#define ML_ROPE_MIN_LEN 4096
+/* Any larger dimension is not a model this service can hold; it also keeps int maths safe. */
+#define ML_MAX_DIM (1 << 20)
+
+/* Name components of later generations of the research code (MODEL.md section 2). */
+static const char *const later_generation[] = {"embed", "attn", "ln_f", "head_binary",
+                                               "head_magnitude"};
+
+/* State-dict entries that are not parameters and are recomputed here. */
+static const char *const known_buffers[] = {"freqs_cis"};
+
+static int later_generation_name(const char *name) {
+    for (const char *p = name; *p;) {
+        size_t len = strcspn(p, ".");
+        for (size_t i = 0; i < sizeof later_generation / sizeof later_generation[0]; i++)
+            if (strlen(later_generation[i]) == len && strncmp(p, later_generation[i], len) == 0)
+                return 1;
+        p += len;
+        if (*p) p++;
+    }
+    return 0;
+}
+
+static void shape_str(char *buf, size_t len, int ndim, const int64_t *shape) {
+    size_t n = (size_t)snprintf(buf, len, "(");
+    for (int d = 0; d < ndim && n < len; d++)
+        n += (size_t)snprintf(buf + n, len - n, d ? ", %lld" : "%lld", (long long)shape[d]);
+    if (n < len) snprintf(buf + n, len - n, ")");
+}
+
+/* Walks every parameter of the configured variant in params_memory order. With mem == NULL it
+ * only checks names and shapes, marks the tensors it uses and counts the floats; with mem set
+ * it also reads each tensor into place and sets the ml_params pointers. */
+typedef struct binder {
+    const ml_tensorset *ts;
+    const ml_model_config *cfg;
+    char *used; /* per tensor of ts */
+    float *mem;
+    size_t off;
+} binder;
+
+static int take(binder *b, float **field, int layers, const char *suffix, int ndim, int64_t d0,
+                int64_t d1, ml_err *err) {
+    const ml_tensorset *ts = b->ts;
+    int64_t want[2] = {d0, d1};
+    size_t numel = (size_t)d0 * (size_t)(ndim == 2 ? d1 : 1);
+    int n = layers ? layers : 1;
+    for (int i = 0; i < n; i++) {
+        char name[256], ws[64], gs[128];
+        if (layers)
+            snprintf(name, sizeof name, "layers.%d.%s", i, suffix);
+        else
+            snprintf(name, sizeof name, "%s", suffix);
+        shape_str(ws, sizeof ws, ndim, want);
+        const ml_tensor *t = ml_tensorset_find(ts, name);
+        if (!t)
+            return ml_errf(err, "%s: tensor %s (shape %s) is missing; the other tensors say "
+                                "this model needs it", ts->path, name, ws);
+        int ok = t->ndim == ndim;
+        for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == want[d];
+        if (!ok) {
+            shape_str(gs, sizeof gs, t->ndim, t->shape);
+            return ml_errf(err, "%s: tensor %s has shape %s but %s was expected (the other "
+                                "tensors give input size %d, hidden size %d, intermediate "
+                                "size %d)", ts->path, name, gs, ws, b->cfg->input_size,
+                           b->cfg->hidden_size, b->cfg->intermediate_size);
+        }
+        b->used[t - ts->tensors] = 1;
+        if (b->mem && ml_tensorset_read_f32(ts, t, b->mem + b->off + (size_t)i * numel, err) != 0)
+            return -1;
+    }
+    if (b->mem) *field = b->mem + b->off;
+    b->off += numel * (size_t)n;
+    return 0;
+}
+
+static int walk(binder *b, const ml_model_config *c, ml_params *p, ml_err *err) {
+    int64_t C = c->hidden_size, I = c->intermediate_size, L = c->num_layers;
+    int bias = c->bias;
+    if (c->embedding && take(b, &p->emb_w, 0, "embedding.weight", 2, C, c->input_size, err))
+        return -1;
+    if (c->embedding && bias && take(b, &p->emb_b, 0, "embedding.bias", 1, C, 0, err)) return -1;
+    if (c->pos == ML_POS_LEARNED &&
+        take(b, &p->pos, 0, "pos_encoder.embedding.weight", 2, c->max_seq_len, C, err))
+        return -1;
+    if (take(b, &p->ln1_w, L, "ln1.weight", 1, C, 0, err) ||
+        take(b, &p->ln1_b, L, "ln1.bias", 1, C, 0, err) ||
+        take(b, &p->qkv_w, L, "self_attn.qkv.weight", 2, 3 * C, C, err) ||
+        (bias && take(b, &p->qkv_b, L, "self_attn.qkv.bias", 1, 3 * C, 0, err)) ||
+        take(b, &p->o_w, L, "self_attn.o_proj.weight", 2, C, C, err) ||
+        (bias && take(b, &p->o_b, L, "self_attn.o_proj.bias", 1, C, 0, err)) ||
+        take(b, &p->ln2_w, L, "ln2.weight", 1, C, 0, err) ||
+        take(b, &p->ln2_b, L, "ln2.bias", 1, C, 0, err) ||
+        take(b, &p->fc1_w, L, "mlp.fc1.weight", 2, I, C, err) ||
+        (bias && take(b, &p->fc1_b, L, "mlp.fc1.bias", 1, I, 0, err)) ||
+        take(b, &p->fc2_w, L, "mlp.fc2.weight", 2, C, I, err) ||
+        (bias && take(b, &p->fc2_b, L, "mlp.fc2.bias", 1, C, 0, err)) ||
+        take(b, &p->lnf_w, 0, "final_ln.weight", 1, C, 0, err) ||
+        take(b, &p->lnf_b, 0, "final_ln.bias", 1, C, 0, err) ||
+        take(b, &p->head_w, 0, "linear_head.weight", 2, 1, C, err) ||
+        (c->logit_bias && take(b, &p->head_b, 0, "linear_head.bias", 1, 1, 0, err)))
+        return -1;
+    return 0;
+}
+
+/* Number of blocks: the indices i of `layers.{i}.` must run 0..L-1 without a gap. */
+static int count_layers(const ml_tensorset *ts, int *layers, ml_err *err) {
+    char seen[ML_MAX_LAYERS] = {0};
+    int max = -1;
+    for (size_t k = 0; k < ts->n_tensors; k++) {
+        const char *name = ts->tensors[k].name;
+        if (strncmp(name, "layers.", 7) != 0) continue;
+        char *end;
+        long i = strtol(name + 7, &end, 10);
+        if (name[7] < '0' || name[7] > '9' || *end != '.')
+            return ml_errf(err, "%s: tensor %s: expected layers.<index>.<name>", ts->path, name);
+        if (i >= ML_MAX_LAYERS)
+            return ml_errf(err, "%s: tensor %s: more than %d layers are not supported", ts->path,
+                           name, ML_MAX_LAYERS);
+        seen[i] = 1;
+        if (i > max) max = (int)i;
+    }
+    if (max < 0)
+        return ml_errf(err, "%s: no tensor layers.0.*: this is not a checkpoint of the seed's "
+                            "transformer (layers.{i}.ln1.weight, ... are expected)", ts->path);
+    for (int i = 0; i <= max; i++)
+        if (!seen[i])
+            return ml_errf(err, "%s: layers.%d.* is missing but layers.%d.* is present; the "
+                                "layers must be numbered 0..%d", ts->path, i, max, max);
+    *layers = max + 1;
+    return 0;
+}
+
+static int dim_of(const ml_tensorset *ts, const char *name, int ndim, int axis, int *out,
+                  ml_err *err) {
+    const ml_tensor *t = ml_tensorset_find(ts, name);
+    if (!t)
+        return ml_errf(err, "%s: tensor %s is missing; this is not a checkpoint of the seed's "
+                            "transformer", ts->path, name);
+    if (t->ndim != ndim)
+        return ml_errf(err, "%s: tensor %s has %d dimensions, %d expected", ts->path, name,
+                       t->ndim, ndim);
+    if (t->shape[axis] < 1 || t->shape[axis] > ML_MAX_DIM)
+        return ml_errf(err, "%s: tensor %s: size %lld is out of range (1..%d)", ts->path, name,
+                       (long long)t->shape[axis], ML_MAX_DIM);
+    *out = (int)t->shape[axis];
+    return 0;
+}
+
+/* All linears have a bias or none do (cfg.bias); a partial set is a broken checkpoint. */
+static int check_bias_set(const ml_tensorset *ts, int bias, ml_err *err) {
+    if (bias) return 0;
+    static const char *const linears[] = {"self_attn.qkv", "self_attn.o_proj", "mlp.fc1",
+                                          "mlp.fc2"};
+    for (size_t k = 0; k < ts->n_tensors; k++) {
+        const char *name = ts->tensors[k].name;
+        int is_bias = strcmp(name, "embedding.bias") == 0;
+        for (size_t j = 0; !is_bias && j < sizeof linears / sizeof linears[0]; j++) {
+            const char *p = strstr(name, linears[j]);
+            is_bias = strncmp(name, "layers.", 7) == 0 && p && strcmp(p + strlen(linears[j]),
+                                                                       ".bias") == 0;
+        }
+        if (is_bias)
+            return ml_errf(err, "%s: tensor layers.0.self_attn.qkv.bias is missing but %s is "
+                                "present; a model has biases on all its linears or on none",
+                           ts->path, name);
+    }
+    return 0;
+}
+
+static int heads_of(const ml_tensorset *ts, int heads_hint, int *heads, ml_err *err) {
+    const char *v = ml_tensorset_meta(ts, "num_attention_heads");
+    if (!v) {
+        if (heads_hint < 1)
+            return ml_errf(err, "%s: the checkpoint does not record its number of attention "
+                                "heads; give it with --heads", ts->path);
+        *heads = heads_hint;
+        return 0;
+    }
+    char *end;
+    long h = strtol(v, &end, 10);
+    if (end == v || *end || h < 1 || h > ML_MAX_DIM)
+        return ml_errf(err, "%s: metadata num_attention_heads=\"%s\" is not a positive integer",
+                       ts->path, v);
+    *heads = (int)h;
+    return 0;
+}
+
+static int detect_config(const ml_tensorset *ts, int heads_hint, ml_model_config *c,
+                         ml_err *err) {
+    for (size_t k = 0; k < ts->n_tensors; k++)
+        if (later_generation_name(ts->tensors[k].name))
+            return ml_errf(err, "%s: tensor %s belongs to a later-generation architecture of "
+                                "the research code (embed/attn/ln_f/head_binary/head_magnitude); "
+                                "this service supports the seed's transformer only",
+                           ts->path, ts->tensors[k].name);
+    memset(c, 0, sizeof *c);
+    c->embedding = ml_tensorset_find(ts, "embedding.weight") != NULL;
+    if (c->embedding) {
+        if (dim_of(ts, "embedding.weight", 2, 0, &c->hidden_size, err) ||
+            dim_of(ts, "embedding.weight", 2, 1, &c->input_size, err))
+            return -1;
+    } else {
+        if (dim_of(ts, "final_ln.weight", 1, 0, &c->hidden_size, err)) return -1;
+        c->input_size = c->hidden_size;
+    }
+    if (dim_of(ts, "layers.0.mlp.fc1.weight", 2, 0, &c->intermediate_size, err) ||
+        count_layers(ts, &c->num_layers, err))
+        return -1;
+    c->bias = ml_tensorset_find(ts, "layers.0.self_attn.qkv.bias") != NULL;
+    if (check_bias_set(ts, c->bias, err)) return -1;
+    c->logit_bias = ml_tensorset_find(ts, "linear_head.bias") != NULL;
+    c->pos = ML_POS_ROPE;
+    if (ml_tensorset_find(ts, "pos_encoder.embedding.weight")) {
+        c->pos = ML_POS_LEARNED;
+        if (dim_of(ts, "pos_encoder.embedding.weight", 2, 0, &c->max_seq_len, err)) return -1;
+    }
+    if (heads_of(ts, heads_hint, &c->num_heads, err)) return -1;
+    int C = c->hidden_size, H = c->num_heads;
+    if (C % H != 0)
+        return ml_errf(err, "%s: hidden size %d is not a multiple of the %d attention heads",
+                       ts->path, C, H);
+    if (c->pos == ML_POS_ROPE && (C / H) % 2 != 0)
+        return ml_errf(err, "%s: rotary positions need an even head size, but %d / %d heads = %d",
+                       ts->path, C, H, C / H);
+    if (c->embedding && c->input_size < 2)
+        return ml_errf(err, "%s: embedding.weight has %d input columns; the 2 label columns "
+                            "alone need 2", ts->path, c->input_size);
+    return 0;
+}
+
+static int is_known_buffer(const char *name) {
+    for (size_t i = 0; i < sizeof known_buffers / sizeof known_buffers[0]; i++)
+        if (strcmp(name, known_buffers[i]) == 0) return 1;
+    return 0;
+}
+
+/* Rotation tables as the reference computes them: freqs = 1 / 10000^(2i/d) and the angle
+ * t * freqs[i] rounded to float32, cos and sin of that float. torch's pow is within 2 ulp of
+ * the correctly rounded value used here (1e-5 of the angle at t = 100 at worst). */
+static int rope_tables(ml_model *m, int len, ml_err *err) {
+    int half = m->cfg.hidden_size / m->cfg.num_heads / 2;
+    m->rope_cos = malloc(sizeof(float) * (size_t)len * (size_t)half);
+    m->rope_sin = malloc(sizeof(float) * (size_t)len * (size_t)half);
+    float *freqs = malloc(sizeof(float) * (size_t)half);
+    if (!m->rope_cos || !m->rope_sin || !freqs) {
+        free(freqs);
+        return ml_errf(err, "out of memory for the rotary position tables");
+    }
+    int d = 2 * half;
+    for (int i = 0; i < half; i++) {
+        float e = (float)(2 * i) / (float)d;
+        freqs[i] = 1.0f / (float)pow(10000.0, (double)e);
+    }
+    for (int t = 0; t < len; t++) {
+        for (int i = 0; i < half; i++) {
+            float angle = (float)t * freqs[i];
+            m->rope_cos[(size_t)t * half + i] = (float)cos((double)angle);
+            m->rope_sin[(size_t)t * half + i] = (float)sin((double)angle);
+        }
+    }
+    m->rope_len = len;
+    free(freqs);
+    return 0;
+}
+
+static int label_columns(ml_model *m, ml_err *err) {
+    int C = m->cfg.hidden_size, In = m->cfg.input_size;
+    m->label_emb = calloc(2 * (size_t)C, sizeof(float));
+    if (!m->label_emb) return ml_errf(err, "out of memory");
+    for (int j = 0; j < 2; j++) {
+        for (int c = 0; c < C; c++) {
+            if (m->cfg.embedding)
+                m->label_emb[(size_t)j * C + c] = m->params.emb_w[(size_t)c * In + j];
+            else
+                m->label_emb[(size_t)j * C + c] = c == j ? 1.0f : 0.0f;
+        }
+    }
+    return 0;
+}
+
+static int bind_model(ml_model *m, const ml_tensorset *ts, int heads_hint, ml_err *err) {
+    if (detect_config(ts, heads_hint, &m->cfg, err)) return -1;
+    binder b = {.ts = ts, .cfg = &m->cfg, .used = calloc(ts->n_tensors + 1, 1)};
+    if (!b.used) return ml_errf(err, "out of memory");
+    int rc = walk(&b, &m->cfg, &m->params, err);
+    for (size_t k = 0; rc == 0 && k < ts->n_tensors; k++)
+        if (!b.used[k] && !is_known_buffer(ts->tensors[k].name))
+            rc = ml_errf(err, "%s: tensor %s is not part of the seed's transformer (variant %s, "
+                              "%s biases); the checkpoint holds a different architecture",
+                         ts->path, ts->tensors[k].name, ml_posenc_name(m->cfg.pos),
+                         m->cfg.bias ? "with" : "without");
+    if (rc == 0) {
+        m->num_params = b.off;
+        m->params_memory = malloc(sizeof(float) * (b.off ? b.off : 1));
+        if (!m->params_memory) rc = ml_errf(err, "out of memory for %zu parameters", b.off);
+    }
+    if (rc == 0) {
+        b.mem = m->params_memory;
+        b.off = 0;
+        rc = walk(&b, &m->cfg, &m->params, err);
+    }
+    free(b.used);
+    if (rc) return -1;
+    int rope_len = ML_ROPE_MIN_LEN;
+    const ml_tensor *fc = ml_tensorset_find(ts, "freqs_cis");
+    if (fc && fc->ndim >= 1 && fc->shape[0] > rope_len && fc->shape[0] <= ML_MAX_DIM)
+        rope_len = (int)fc->shape[0];
+    if (m->cfg.pos == ML_POS_ROPE && rope_tables(m, rope_len, err)) return -1;
+    return label_columns(m, err);
+}
+
+int ml_model_from_tensorset(ml_model *m, const ml_tensorset *ts, int heads_hint, ml_err *err) {
+    memset(m, 0, sizeof *m);
+    if (bind_model(m, ts, heads_hint, err) != 0) {
+        ml_model_free(m);
+        return -1;
+    }
+    m->path = strdup(ts->path ? ts->path : "<memory>");
+    if (!m->path) {
+        ml_model_free(m);
+        return ml_errf(err, "out of memory");
+    }
+    m->format = ts->format;
+    const char *syn = ml_tensorset_meta(ts, "synthetic");
+    m->synthetic = syn && strcmp(syn, "true") == 0;
+    return 0;
+}
+
+int ml_model_load(ml_model *m, const char *path, int heads_hint, ml_err *err) {
+    ml_tensorset ts;
+    memset(m, 0, sizeof *m);
+    if (ml_tensorset_open(&ts, path, err) != 0) return -1;
+    int rc = ml_model_from_tensorset(m, &ts, heads_hint, err);
+    ml_tensorset_close(&ts);
+    return rc;
+}
+
+void ml_model_free(ml_model *m) {
+    if (!m) return;
+    free(m->params_memory);
+    free(m->rope_cos);
+    free(m->rope_sin);
+    free(m->label_emb);
+    free(m->path);
+    memset(m, 0, sizeof *m);
+}
+
+int ml_model_num_outputs(const ml_model *m) { return 1 + m->cfg.num_layers; }
+
+const char *ml_model_output_name(const ml_model *m, int index, char *buf, size_t len) {
+    if (index == 0)
+        snprintf(buf, len, "embedding");
+    else if (index > 0 && index <= m->cfg.num_layers)
+        snprintf(buf, len, "layer_%d", index - 1);
+    else
+        snprintf(buf, len, "?");
+    return buf;
+}
+
+int ml_model_output_index(const ml_model *m, const char *name) {
+    char buf[32];
+    for (int i = 0; i < ml_model_num_outputs(m); i++)
+        if (strcmp(name, ml_model_output_name(m, i, buf, sizeof buf)) == 0) return i;
+    return -1;
+}
+
+const char *ml_posenc_name(ml_posenc pos) {
+    return pos == ML_POS_LEARNED ? "learned_positions" : "rope";
+}

@@ -1,0 +1,145 @@
+/* Dataset assembly against numpy/torch (make_io_fixtures.py): a per-image backbone aligned
+ * through the THINGS-like tree or a list file gives exactly numpy's rows; X_std and the
+ * medians match torch's (X - mean) / (std + 1e-8) and torch.median; a per-concept backbone
+ * needs no image list; every inconsistency fails naming the files and the counts. */
+#include "metalign/arrays.h"
+#include "metalign/dataset.h"
+#include "things_tree.h"
+
+static float *load_npy(const char *path, int64_t *rows, int64_t *cols) {
+    float *x = NULL;
+    ml_err err;
+    if (ml_npmat_read(path, NULL, 0, &x, rows, cols, &err)) printf("# %s\n", err.msg);
+    return x;
+}
+
+/* X exactly (it is copied, not computed), X_std to float rounding, medians exactly. */
+static void check_stats(const ml_dataset *d, const char *x_path, const char *xstd_path,
+                        const char *med_path) {
+    int64_t r, c;
+    size_t n = (size_t)d->n_items * (size_t)d->backbone_dim;
+    if (x_path) {
+        float *x = load_npy(x_path, &r, &c);
+        CHECK(x && r == d->n_items && c == d->backbone_dim);
+        for (size_t i = 0; x && i < n; i++)
+            CHECK_MSG(d->X[i] == x[i], "X[%zu] = %g, numpy %g", i, d->X[i], x[i]);
+        free(x);
+    }
+    float *xs = load_npy(xstd_path, &r, &c);
+    CHECK(xs && r == d->n_items && c == d->backbone_dim);
+    for (size_t i = 0; xs && i < n; i++) CHECK_NEAR(d->X_std[i], xs[i], 2e-6, 2e-6);
+    free(xs);
+    float *med = load_npy(med_path, &r, &c);
+    CHECK(med && r == 1 && c == d->target_dims);
+    for (int k = 0; med && k < d->target_dims; k++)
+        CHECK_MSG(d->median[k] == med[k], "median[%d] = %g, torch %g", k, d->median[k], med[k]);
+    free(med);
+}
+
+static void check_things(const char *backbone, const char *images) {
+    ml_data_paths p = {.backbone = backbone,
+                       .targets = FIXTURE("data/things_targets.txt"),
+                       .item_ids = FIXTURE("data/things_ids.txt"),
+                       .things_images = images};
+    ml_dataset d;
+    ml_err err = {""};
+    CHECK_MSG(ml_dataset_load(&d, &p, &err) == 0, "%s", err.msg);
+    if (!d.X) return;
+    CHECK(d.n_items == 16 && d.backbone_dim == 8 && d.target_dims == 4);
+    CHECK(d.per_image == 1 && d.backbone_rows == 35);
+    check_stats(&d, FIXTURE("data/things_expect_X.npy"), FIXTURE("data/things_expect_Xstd.npy"),
+                FIXTURE("data/things_expect_median.npy"));
+    for (int i = 0; i < d.n_items; i++) CHECK(ml_dataset_find(&d, d.ids[i]) == i);
+    CHECK(ml_dataset_find(&d, "caf") == -1 && ml_dataset_find(&d, "") == -1);
+    CHECK(!strcmp(d.ids[0], "link") && ml_dataset_find(&d, "caf\xc3\xa9") >= 0);
+    CHECK(!strcmp(d.backbone_path, backbone) && !strcmp(d.images_path, images));
+    ml_dataset_free(&d);
+}
+
+static void test_per_image_backbone(void) {
+    char *root = things_tree_build();
+    CHECK(root != NULL);
+    check_things(FIXTURE("data/things_backbone.npz"), root);
+    check_things(FIXTURE("data/things_backbone_deflated.npz"), root);
+    things_tree_remove(root);
+    check_things(FIXTURE("data/things_backbone.npz"), FIXTURE("data/things_list.txt"));
+}
+
+static void test_per_concept_backbone(void) {
+    ml_data_paths p = {.backbone = FIXTURE("data/aligned_backbone.npy"),
+                       .targets = FIXTURE("data/aligned_targets.npy"),
+                       .item_ids = FIXTURE("data/aligned_ids.txt")};
+    ml_dataset d;
+    ml_err err = {""};
+    CHECK_MSG(ml_dataset_load(&d, &p, &err) == 0, "%s", err.msg);
+    if (!d.X) return;
+    CHECK(d.n_items == 7 && d.backbone_dim == 6 && d.target_dims == 4);
+    CHECK(d.per_image == 0 && d.backbone_rows == 7 && d.images_path == NULL);
+    check_stats(&d, FIXTURE("data/aligned_backbone.npy"), FIXTURE("data/aligned_expect_Xstd.npy"),
+                FIXTURE("data/aligned_expect_median.npy"));
+    CHECK(ml_dataset_find(&d, "n6") == 6);
+    ml_dataset_free(&d);
+}
+
+static void expect_error(const char *backbone, const char *targets, const char *ids,
+                         const char *images, const char *msg1, const char *msg2) {
+    ml_data_paths p = {backbone, targets, ids, images};
+    ml_dataset d;
+    ml_err err = {""};
+    CHECK(ml_dataset_load(&d, &p, &err) == -1);
+    CHECK(d.X == NULL && d.ids == NULL && d.id_index == NULL);
+    CHECK_STR_CONTAINS(err.msg, msg1);
+    if (msg2) CHECK_STR_CONTAINS(err.msg, msg2);
+}
+
+static void test_errors(void) {
+    const char *things_bb = FIXTURE("data/things_backbone.npz");
+    const char *things_y = FIXTURE("data/things_targets.txt");
+    const char *things_ids = FIXTURE("data/things_ids.txt");
+    const char *list = FIXTURE("data/things_list.txt");
+    const char *al_bb = FIXTURE("data/aligned_backbone.npy");
+    const char *al_y = FIXTURE("data/aligned_targets.npy");
+    const char *al_ids = FIXTURE("data/aligned_ids.txt");
+    /* A per-image backbone without an image list. */
+    expect_error(things_bb, things_y, things_ids, NULL, "has 35 rows but",
+                 "has 16 ids; a per-image backbone needs --things-images");
+    /* Targets of another item set. */
+    expect_error(things_bb, al_y, things_ids, list, "aligned_targets.npy has 7 rows but",
+                 "things_ids.txt has 16 ids");
+    /* An image list of another backbone. */
+    expect_error(al_bb, al_y, al_ids, list, "aligned_backbone.npy has 7 rows but",
+                 "things_list.txt has 35 images");
+    /* Ids without images. */
+    expect_error(things_bb, things_y, al_ids, list, "has 16 rows but", "has 7 ids");
+    expect_error(al_bb, FIXTURE("io/spose_small.txt"), al_ids, NULL, "spose_small.txt has 23 rows",
+                 NULL);
+    expect_error("/nonexistent/x.npz", al_y, al_ids, NULL, "/nonexistent/x.npz", NULL);
+    expect_error(al_bb, al_y, "/nonexistent/ids.txt", NULL, "/nonexistent/ids.txt", NULL);
+    expect_error(al_bb, "/nonexistent/y.txt", al_ids, NULL, "/nonexistent/y.txt", NULL);
+    expect_error(FIXTURE("io/npy_i8.npy"), al_y, al_ids, NULL, "dtype '<i8'", NULL);
+    expect_error(NULL, al_y, al_ids, NULL, "backbone file is not set", NULL);
+
+    /* An id with no image: a temporary copy of the ids with one more line. */
+    char ids_path[] = "/tmp/ml_ids_XXXXXX";
+    int fd = mkstemp(ids_path);
+    CHECK(fd >= 0);
+    size_t n;
+    char **ids;
+    ml_err err;
+    CHECK(ml_idlist_read(things_ids, &ids, &n, &err) == 0);
+    FILE *f = fdopen(fd, "w");
+    for (size_t i = 0; f && i + 1 < n; i++) fprintf(f, "%s\n", ids[i]);
+    if (f) fprintf(f, "no_such_concept\n");
+    if (f) fclose(f);
+    ml_strv_free(ids, n);
+    expect_error(things_bb, things_y, ids_path, list, "the id 'no_such_concept' (line 16)",
+                 "has no image in");
+    unlink(ids_path);
+}
+
+int main(void) {
+    RUN(test_per_image_backbone);
+    RUN(test_per_concept_backbone);
+    RUN(test_errors);
+    return UT_DONE();
+}

@@ -1,0 +1,44 @@
+/* Runs the real metalignd binary for HTTP tests and talks to it with libcurl. */
+#ifndef METALIGN_TESTS_DAEMON_H
+#define METALIGN_TESTS_DAEMON_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct test_daemon {
+    pid_t pid;
+    int port;
+    int stderr_fd;
+    char log[16384]; /* what it printed on stderr so far */
+    size_t log_len;
+} test_daemon;
+
+/* Starts build/metalignd with args (NULL-terminated; --listen 127.0.0.1:0 is added) and
+ * waits until it prints its listening line. Returns 0, or -1 if it exited or timed out
+ * (d->log says why). */
+int daemon_start(test_daemon *d, const char *const *args);
+/* Sends sig and waits for the exit; returns the exit status (or 128 + signal). */
+int daemon_stop(test_daemon *d, int sig);
+/* Runs the binary to completion (e.g. --check, failing start-ups): exit status, output. */
+int daemon_run(const char *const *args, char *out, size_t out_len);
+/* The demo bundle's config. */
+const char *demo_config(void);
+
+typedef struct http_reply {
+    long status;
+    char *body;
+    size_t len;
+    char content_type[128];
+    char allow[64];
+    double seconds;
+} http_reply;
+
+/* method "GET"/"POST"/...; body may be NULL. Returns 0 when a reply arrived. */
+int http_call(const test_daemon *d, const char *method, const char *path, const char *body,
+              http_reply *r);
+void http_reply_free(http_reply *r);
+/* Parses the reply body as JSON (NULL if it is not). */
+json_t *http_json(const http_reply *r);
+
+#endif

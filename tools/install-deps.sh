@@ -1,0 +1,46 @@
+#!/bin/sh
+# Installs what metalignd needs to build, test and run, from Debian packages only, and
+# nothing that is already there. Used by tools/run.sh, tools/test.sh, .ci/run and the
+# Dockerfile. Usage: tools/install-deps.sh [build|test|runtime]   (default: test)
+set -eu
+
+profile=${1:-test}
+
+runtime="libmicrohttpd12 libjansson4 libopenblas0-pthread libcurl4 libzip4 zlib1g libcsv3 ca-certificates curl"
+build="gcc libc6-dev pkg-config meson ninja-build libmicrohttpd-dev libjansson-dev libopenblas-dev
+       libcurl4-openssl-dev libzip-dev zlib1g-dev libcsv-dev curl ca-certificates"
+# clang + its runtime give libFuzzer and the sanitizer runtimes the test suite uses.
+test_extra="clang libclang-rt-14-dev"
+
+case "$profile" in
+  runtime) want="$runtime" ;;
+  build) want="$build" ;;
+  test) want="$build $test_extra" ;;
+  *) echo "usage: $0 [build|test|runtime]" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $want; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+    missing="$missing $p"
+  fi
+done
+
+if [ -z "$missing" ]; then
+  echo "install-deps: all $profile packages present"
+  exit 0
+fi
+
+echo "install-deps: installing$missing"
+if [ "$(id -u)" -eq 0 ]; then
+  SUDO=""
+elif command -v sudo >/dev/null 2>&1; then
+  SUDO="sudo"
+else
+  echo "install-deps: need root (or sudo) to install:$missing" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing
