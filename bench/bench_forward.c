@@ -138,9 +138,10 @@ static unsigned char *seed_model_file(size_t *len) {
 
 /* ---- FLOPs ---- */
 
-/* GEMM FLOPs of a pass over `rows` rows; length-1 sequences compute only v of q, k, v. */
+/* GEMM FLOPs of a pass over `rows` rows; for length-1 sequences the attention block is one
+ * C x C GEMM (Wo Wv fused, see ml_model.vo_w). */
 static double gemm_flops(long rows, int with_embedding, int length1) {
-    double per_row = 2.0 * C * ((length1 ? 1.0 : 3.0) * C + C + 2.0 * FF) * L;
+    double per_row = 2.0 * C * ((length1 ? 0.0 : 3.0 * C + C) + (length1 ? C : 0.0) + 2.0 * FF) * L;
     if (with_embedding) per_row += 2.0 * IN * C;
     return per_row * (double)rows;
 }
@@ -164,7 +165,7 @@ static void gemm(gemm_bufs *g, int N, int K, int M, float beta) {
 static void gemms_of_pass(gemm_bufs *g, int rows, int with_embedding, int length1) {
     if (with_embedding) gemm(g, rows, IN, C, 0.0f);
     for (int l = 0; l < L; l++) {
-        gemm(g, rows, C, length1 ? C : 3 * C, 0.0f);
+        if (!length1) gemm(g, rows, C, 3 * C, 0.0f);
         gemm(g, rows, C, C, 1.0f);
         gemm(g, rows, C, FF, 0.0f);
         gemm(g, rows, FF, C, 1.0f);

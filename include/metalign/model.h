@@ -61,6 +61,10 @@ typedef struct ml_model {
     int rope_len;
     float *label_emb; /* (2, C): the label columns Wemb[:, 0] and Wemb[:, 1] (unit vectors
                        * without an embedding layer), for ml_embed_episodes */
+    float *vo_w;      /* (L, C, C) Wo @ Wv: a length-1 sequence attends only to itself, so its
+                       * attention block is the linear map x -> (x Wv^T + bv) Wo^T + bo,
+                       * one GEMM instead of two (the all-items, every-layer CKA workload) */
+    float *vo_b;      /* (L, C) Wo bv + bo; NULL without biases */
     char *path;
     const char *format; /* "safetensors" | "pytorch" */
     int synthetic;      /* the file's metadata says it is synthetic (the demo bundle) */

@@ -659,18 +659,19 @@ static void forward_blocks(const ml_model *m, ml_workspace *ws, int B, int S, fl
         /* h = h + attention(LayerNorm(h)) @ Wo^T: the GEMM adds onto h */
         if (S == 1) {
             /* A length-1 sequence attends to itself only: the attention output is v exactly,
-             * so only the v third of the projection is computed, straight into act. */
-            layernorm_forward(ws, ws->wide, ws->h, p->ln1_w + lC, p->ln1_b + lC, N, C);
-            matmul_forward(ws, ws->act, ws->wide, p->qkv_w + lC * C3 + 2 * (size_t)C * C, C,
-                           p->qkv_b ? p->qkv_b + lC * 3 + 2 * C : NULL, N, C, C, 0);
+             * and v's projection then Wo's is one linear map, vo_w = Wo Wv (ml_model), so
+             * h += LayerNorm(h) @ vo_w^T + vo_b is the whole attention block. */
+            layernorm_forward(ws, ws->act, ws->h, p->ln1_w + lC, p->ln1_b + lC, N, C);
+            matmul_forward(ws, ws->h, ws->act, m->vo_w + lC * C, C,
+                           m->vo_b ? m->vo_b + lC : NULL, N, C, C, 1);
         } else {
             layernorm_forward(ws, ws->act, ws->h, p->ln1_w + lC, p->ln1_b + lC, N, C);
             matmul_forward(ws, ws->wide, ws->act, p->qkv_w + lC * C3, C,
                            p->qkv_b ? p->qkv_b + lC * 3 : NULL, N, C, C3, 0);
             attention_forward(ws, m, ws->act, ws->wide, B, S);
+            matmul_forward(ws, ws->h, ws->act, p->o_w + lC * C, C, p->o_b ? p->o_b + lC : NULL,
+                           N, C, C, 1);
         }
-        matmul_forward(ws, ws->h, ws->act, p->o_w + lC * C, C, p->o_b ? p->o_b + lC : NULL, N,
-                       C, C, 1);
         /* h = h + gelu(LayerNorm(h) @ W1^T) @ W2^T */
         layernorm_forward(ws, ws->act, ws->h, p->ln2_w + lC, p->ln2_b + lC, N, C);
         matmul_forward(ws, ws->wide, ws->act, p->fc1_w + lF * C, C,

@@ -3,6 +3,8 @@
  * (llm.c's params_memory), and every tensor's shape is checked before anything is read. */
 #include "metalign/model.h"
 
+#include <cblas.h>
+#undef I /* cblas.h pulls in <complex.h>; I is the intermediate size here */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -290,6 +292,31 @@ static int label_columns(ml_model *m, ml_err *err) {
     return 0;
 }
 
+/* vo_w[l] (C, C) = o_w[l] (C, C) @ v_w[l] (C, C), v_w the last third of qkv_w[l];
+ * vo_b[l] (C) = o_w[l] @ v_b[l] + o_b[l]. */
+static int fused_value_output(ml_model *m, ml_err *err) {
+    const ml_params *p = &m->params;
+    size_t C = (size_t)m->cfg.hidden_size, L = (size_t)m->cfg.num_layers;
+    if (L == 0 || C == 0) return 0;
+    m->vo_w = malloc(sizeof(float) * L * C * C);
+    if (!m->vo_w) return ml_errf(err, "out of memory for the fused attention weights");
+    if (p->qkv_b || p->o_b) {
+        m->vo_b = calloc(L * C, sizeof(float));
+        if (!m->vo_b) return ml_errf(err, "out of memory for the fused attention biases");
+    }
+    for (size_t l = 0; l < L; l++) {
+        const float *wo = p->o_w + l * C * C, *wv = p->qkv_w + l * 3 * C * C + 2 * C * C;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)C, (int)C, (int)C, 1.0f, wo,
+                    (int)C, wv, (int)C, 0.0f, m->vo_w + l * C * C, (int)C);
+        if (p->o_b) memcpy(m->vo_b + l * C, p->o_b + l * C, sizeof(float) * C);
+        if (p->qkv_b) {
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)C, (int)C, 1.0f, wo, (int)C,
+                        p->qkv_b + l * 3 * C + 2 * C, 1, 1.0f, m->vo_b + l * C, 1);
+        }
+    }
+    return 0;
+}
+
 static int bind_model(ml_model *m, const ml_tensorset *ts, int heads_hint, ml_err *err) {
     if (detect_config(ts, heads_hint, &m->cfg, err)) return -1;
     binder b = {.ts = ts, .cfg = &m->cfg, .used = calloc(ts->n_tensors + 1, 1)};
@@ -318,6 +345,7 @@ static int bind_model(ml_model *m, const ml_tensorset *ts, int heads_hint, ml_er
     if (fc && fc->ndim >= 1 && fc->shape[0] > rope_len && fc->shape[0] <= ML_MAX_DIM)
         rope_len = (int)fc->shape[0];
     if (m->cfg.pos == ML_POS_ROPE && rope_tables(m, rope_len, err)) return -1;
+    if (fused_value_output(m, err)) return -1;
     return label_columns(m, err);
 }
 
@@ -353,6 +381,8 @@ void ml_model_free(ml_model *m) {
     free(m->rope_cos);
     free(m->rope_sin);
     free(m->label_emb);
+    free(m->vo_w);
+    free(m->vo_b);
     free(m->path);
     memset(m, 0, sizeof *m);
 }

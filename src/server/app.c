@@ -1,11 +1,13 @@
 #include "metalign/app.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "metalign/blas.h"
 #include "metalign/human.h"
+#include "metalign/priority.h"
 
 #define BATCH_ROWS 4096      /* rows per forward call: one workspace's size */
 #define MAX_SEQ_ROPE 4096    /* RoPE has no limit of its own; the workspace has */
@@ -42,8 +44,19 @@ int ml_app_load(ml_app *app, const ml_config *cfg, ml_err *err) {
     return 0;
 }
 
+/* Not being able to lower a priority costs latency under load, not correctness: warn. */
+static void lower_priority(int self) {
+    ml_err err;
+    int rc = self ? ml_priority_lower_self(ML_COMPUTE_NICE, &err)
+                  : ml_priority_lower_others(ML_COMPUTE_NICE, &err);
+    if (rc != 0) fprintf(stderr, "metalignd: warning: compute threads keep full priority: %s\n", err.msg);
+}
+
 int ml_app_start(ml_app *app, ml_err *err) {
     ml_blas_set_threads(app->threads);
+    /* Every thread so far but this one is OpenBLAS's; the HTTP threads, started later from
+     * this thread, keep its priority. */
+    lower_priority(0);
     app->metrics = NULL; /* set by the server (it knows the routes) */
     app->jobs = ml_jobs_new(app->cfg->max_jobs, 256, app->cfg->job_ttl);
     app->results = ml_lru_new(RESULT_CACHE_BYTES, RESULT_CACHE_ENTRIES);
@@ -100,6 +113,7 @@ void ml_app_free(ml_app *app) {
 
 void *ml_app_worker_init(void *app, int id) {
     (void)app;
+    lower_priority(1); /* and the forward-pass pool this worker creates */
     ml_worker *w = calloc(1, sizeof *w);
     if (w) w->id = id;
     return w;

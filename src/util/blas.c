@@ -35,19 +35,29 @@ const char *ml_blas_wanted_core(void) {
 }
 
 void ml_blas_select_core(char **argv) {
-    if (getenv("OPENBLAS_CORETYPE") || getenv("METALIGN_KEEP_BLAS_CORE")) return;
-    const char *want = ml_blas_wanted_core();
-    if (!want) return;
-    if (setenv("OPENBLAS_CORETYPE", want, 1) != 0) return;
+    if (getenv("METALIGN_KEEP_BLAS_CORE")) return;
+    const char *want = getenv("OPENBLAS_CORETYPE") ? NULL : ml_blas_wanted_core();
     /* Idle OpenBLAS workers spin on sched_yield for 2^28 cycles by default, stealing the
-     * cores from the forward pass's own threads between GEMMs (10% of the pass); 2^4 makes
-     * them sleep at once. Also read only at load time, so it rides on this re-exec. */
-    if (!getenv("OPENBLAS_THREAD_TIMEOUT")) setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
+     * cores from the forward pass's own threads between GEMMs (5-10% of the pass) and from
+     * the HTTP threads; 2^4 makes them sleep at once. Read only when the library loads. */
+    int timeout = getenv("OPENBLAS_THREAD_TIMEOUT") == NULL;
+    if (!want && !timeout) return;
+    if (want && setenv("OPENBLAS_CORETYPE", want, 1) != 0) return;
+    if (timeout && setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1) != 0) return;
+    /* exec the resolved path, not /proc/self/exe itself, so the process keeps its name
+     * ("metalignd", not "exe") for ps, pkill and top */
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        execv(self, argv);
+    }
     execv("/proc/self/exe", argv);
-    /* exec failed (no /proc?): carry on with the slow kernels rather than not at all. */
-    fprintf(stderr, "metalign: could not re-execute with OPENBLAS_CORETYPE=%s; "
-                    "set it yourself for full speed\n", want);
-    unsetenv("OPENBLAS_CORETYPE");
+    /* exec failed (no /proc?): carry on with the library as loaded rather than not at all. */
+    fprintf(stderr, "metalign: could not re-execute with OPENBLAS_CORETYPE=%s "
+                    "OPENBLAS_THREAD_TIMEOUT=4; set them yourself for full speed\n",
+            want ? want : "(as detected)");
+    if (want) unsetenv("OPENBLAS_CORETYPE");
 }
 
 void ml_blas_set_threads(int n) {

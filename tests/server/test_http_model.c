@@ -1,7 +1,10 @@
 /* The model endpoints over HTTP on the demo bundle, held against PyTorch and numpy
  * (tests/reference/make_demo_fixtures.py): activations, CKA, learning curves, replayed
  * episodes, jobs, the result cache and light requests answering while a heavy job runs. */
+#include <dirent.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -439,6 +442,51 @@ static void test_light_requests_not_blocked(void) {
     json_decref(acc);
 }
 
+/* The compute threads (workers, their forward pools, OpenBLAS's) run below the HTTP threads'
+ * priority, so light requests get a core while heavy work fills them all. Reads each
+ * thread's name and nice value (fields 2 and 19 of /proc/<pid>/task/<tid>/stat). */
+static void test_thread_priorities(void) {
+    json_t *warm = call("POST", "/v1/learning-curves", "{\"episodes\": 6, \"seed\": 9}", 200);
+    json_decref(warm);
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)d.pid);
+    DIR *td = opendir(dir);
+    CHECK_MSG(td != NULL, "%s", dir);
+    if (!td) return;
+    int http = 0, http_niced = 0, compute = 0, main_niced = -1;
+    struct dirent *e;
+    while ((e = readdir(td)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char path[128], line[512];
+        snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue; /* the thread has exited */
+        char *ok = fgets(line, sizeof line, f);
+        fclose(f);
+        char *open = ok ? strchr(line, '(') : NULL, *close = ok ? strrchr(line, ')') : NULL;
+        if (!open || !close) continue;
+        int field = 3, nice = 0;
+        for (char *p = strtok(close + 2, " "); p; p = strtok(NULL, " "), field++)
+            if (field == 19) nice = atoi(p);
+        *close = '\0';
+        const char *comm = open + 1;
+        if (atoi(e->d_name) == (int)d.pid)
+            main_niced = nice != 0;
+        else if (strncmp(comm, "MHD", 3) == 0) {
+            http++;
+            http_niced += nice != 0;
+        } else if (nice == 5)
+            compute++;
+    }
+    closedir(td);
+    printf("# threads: %d HTTP (%d niced), %d compute at nice 5, main niced %d\n", http,
+           http_niced, compute, main_niced);
+    CHECK_MSG(http > 0 && http_niced == 0, "HTTP threads at normal priority (%d of %d niced)",
+              http_niced, http);
+    CHECK_MSG(main_niced == 0, "the main thread keeps normal priority");
+    CHECK_MSG(compute >= 1, "worker threads run at nice 5 (found none)");
+}
+
 static void test_job_limit(void) {
     /* the daemon runs with --max-jobs 2: the third concurrent job is refused */
     json_t *a = call("POST", "/v1/learning-curves?async=true", "{\"episodes\": 100000, \"seed\": 201}", 202);
@@ -490,6 +538,7 @@ int main(void) {
     RUN(test_curves_validation);
     RUN(test_jobs);
     RUN(test_light_requests_not_blocked);
+    RUN(test_thread_priorities);
     RUN(test_job_limit);
     RUN(test_shutdown_with_job_running);
     json_decref(ref);
