@@ -26,6 +26,7 @@
 
 #include "metalign/blas.h"
 #include "metalign/model.h"
+#include "model/weights.h"
 
 enum { IN = 2306, C = 768, H = 12, FF = 3072, L = 6, ITEMS = 1854, EPISODES = 128, TRIALS = 100 };
 

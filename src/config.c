@@ -1,4 +1,4 @@
-#include "metalign/config.h"
+#include "config.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -7,10 +7,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "metalign/app.h"
+#include "engine/app.h"
 #include "metalign/blas.h"
-#include "metalign/config.h"
-#include "metalign/server.h"
+#include "config.h"
+#include "http/server.h"
 
 #define SHUTDOWN_GRACE_SECONDS 30.0
 

@@ -7,7 +7,6 @@
 #include <stddef.h>
 
 #include "metalign/err.h"
-#include "metalign/tensors.h"
 
 typedef enum ml_posenc {
     ML_POS_ROPE,    /* rotary positions on q and k, nothing added to h */
@@ -76,7 +75,6 @@ typedef struct ml_model {
  * and binds the weights. heads_hint is used when the file carries no head count (the
  * operator's --heads); a count in the file wins. Errors name the file and the tensor. */
 int ml_model_load(ml_model *m, const char *path, int heads_hint, ml_err *err);
-int ml_model_from_tensorset(ml_model *m, const ml_tensorset *ts, int heads_hint, ml_err *err);
 void ml_model_free(ml_model *m);
 
 /* Layer outputs a forward pass can return: 0 = "embedding", 1 + i = "layer_<i>". */

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metalign/human.h"
+#include "metalign/human_curves.h"
 #include "metalign/rng.h"
 #include "metalign/stats.h"
 

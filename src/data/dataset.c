@@ -9,8 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "metalign/arrays.h"
-#include "metalign/things.h"
+#include "io/npy.h"
+#include "io/textmat.h"
+#include "data/things.h"
 
 /* id -> index: open addressing over the ids, slots hold index + 1 (0 = empty). */
 typedef struct id_index {

@@ -10,7 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "metalign/human.h"
+#include "metalign/human_csv.h"
+#include "util/buf.h"
 
 enum { COL_PARTICIPANT, COL_TRIAL, COL_DIMENSION, COL_CORRECT, N_REQUIRED };
 static const char *const required_names[N_REQUIRED] = {"participant", "trial", "dimension",
@@ -46,7 +47,7 @@ typedef struct parser {
     int v_correct;        /* 0, 1, or -1 for NA */
 
     int failed;
-    ml_human_code code;
+    ml_fetch_code code;
     ml_err *err;
 } parser;
 
@@ -121,7 +122,7 @@ static int32_t intern_id(intern *t, const char *s, size_t n) {
 }
 
 /* Stops the parse with a message; the first failure wins. */
-__attribute__((format(printf, 3, 4))) static void fail(parser *p, ml_human_code code,
+__attribute__((format(printf, 3, 4))) static void fail(parser *p, ml_fetch_code code,
                                                        const char *fmt, ...) {
     if (p->failed) return;
     p->failed = 1;
@@ -213,18 +214,18 @@ static void data_field(parser *p, const char *s, size_t n) {
     char ex[48];
     if (p->field == p->col[COL_PARTICIPANT]) {
         if (n == 0) {
-            fail(p, ML_HUMAN_E_BAD_CSV, "line %zu: column \"participant\" is empty",
+            fail(p, ML_FETCH_E_BAD_CSV, "line %zu: column \"participant\" is empty",
                  p->record_line);
             return;
         }
         p->v_participant = intern_id(&p->names, s, n);
-        if (p->v_participant < 0) fail(p, ML_HUMAN_E_INTERNAL, "out of memory");
+        if (p->v_participant < 0) fail(p, ML_FETCH_E_INTERNAL, "out of memory");
     } else if (p->field == p->col[COL_TRIAL] || p->field == p->col[COL_DIMENSION]) {
         int k = p->field == p->col[COL_TRIAL] ? COL_TRIAL : COL_DIMENSION;
         int32_t *dst = k == COL_TRIAL ? &p->v_trial : &p->v_dimension;
         if (parse_count(s, n, dst) != 0) {
             excerpt(s, n, ex);
-            fail(p, ML_HUMAN_E_BAD_CSV,
+            fail(p, ML_FETCH_E_BAD_CSV,
                  "line %zu: column \"%s\" is \"%s\", not a whole number >= 0 (expected 0, 1, "
                  "2, ...)",
                  p->record_line, required_names[k], ex);
@@ -233,7 +234,7 @@ static void data_field(parser *p, const char *s, size_t n) {
         p->v_correct = parse_bool(s, n);
         if (p->v_correct == -2) {
             excerpt(s, n, ex);
-            fail(p, ML_HUMAN_E_BAD_CSV,
+            fail(p, ML_FETCH_E_BAD_CSV,
                  "line %zu: column \"correct\" is \"%s\", not a boolean (expected True/False, "
                  "true/false, 1/0, or empty/NA for a missing answer)",
                  p->record_line, ex);
@@ -288,7 +289,7 @@ static void on_record(int terminator, void *data) {
         p->n_cols = n_fields;
         for (int k = 0; k < N_REQUIRED; k++)
             if (p->col[k] < 0) {
-                fail(p, ML_HUMAN_E_NOT_CSV,
+                fail(p, ML_FETCH_E_NOT_CSV,
                      "line %zu: the header has no column \"%s\" (it has %s); the human data "
                      "needs participant, trial, dimension and correct",
                      p->record_line, required_names[k], p->header.data ? p->header.data : "");
@@ -297,7 +298,7 @@ static void on_record(int terminator, void *data) {
         return;
     }
     if (n_fields != p->n_cols) {
-        fail(p, ML_HUMAN_E_BAD_CSV, "line %zu: the row has %d fields but the header has %d",
+        fail(p, ML_FETCH_E_BAD_CSV, "line %zu: the row has %d fields but the header has %d",
              p->record_line, n_fields, p->n_cols);
         return;
     }
@@ -305,18 +306,18 @@ static void on_record(int terminator, void *data) {
         p->out->n_missing++;
         return;
     }
-    if (add_row(p) != 0) fail(p, ML_HUMAN_E_INTERNAL, "out of memory");
+    if (add_row(p) != 0) fail(p, ML_FETCH_E_INTERNAL, "out of memory");
 }
 
 /* Rejects what is plainly not CSV text before libcsv sees it, saying what it looks like. */
 static int sniff(parser *p, const char *buf, size_t len) {
     if (len == 0) {
-        fail(p, ML_HUMAN_E_NOT_CSV, "the body is empty");
+        fail(p, ML_FETCH_E_NOT_CSV, "the body is empty");
         return -1;
     }
     const char *nul = memchr(buf, '\0', len);
     if (nul) {
-        fail(p, ML_HUMAN_E_NOT_CSV,
+        fail(p, ML_FETCH_E_NOT_CSV,
              "binary data, not CSV text (a NUL byte at offset %zu of %zu bytes)",
              (size_t)(nul - buf), len);
         return -1;
@@ -331,7 +332,7 @@ static int sniff(parser *p, const char *buf, size_t len) {
         size_t n = len - i;
         const char *eol = memchr(buf + i, '\n', n);
         excerpt(buf + i, eol ? (size_t)(eol - (buf + i)) : n, ex);
-        fail(p, ML_HUMAN_E_NOT_CSV, "%s, not CSV (%zu bytes starting \"%s\")", kind, len, ex);
+        fail(p, ML_FETCH_E_NOT_CSV, "%s, not CSV (%zu bytes starting \"%s\")", kind, len, ex);
         return -1;
     }
     return 0;
@@ -352,12 +353,12 @@ void ml_human_data_free(ml_human_data *d) {
 }
 
 int ml_human_csv_parse(const char *buf, size_t len, const char *name, ml_human_data *out,
-                       ml_human_code *code, ml_err *err) {
+                       ml_fetch_code *code, ml_err *err) {
     memset(out, 0, sizeof *out);
     out->max_trial = -1;
     parser p = {.name = name, .out = out, .line = 1, .err = err};
     for (int k = 0; k < N_REQUIRED; k++) p.col[k] = -1;
-    *code = ML_HUMAN_OK;
+    *code = ML_FETCH_OK;
 
     if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) buf += 3, len -= 3;
     if (sniff(&p, buf, len) != 0) {
@@ -366,7 +367,7 @@ int ml_human_csv_parse(const char *buf, size_t len, const char *name, ml_human_d
     }
     struct csv_parser cp;
     if (csv_init(&cp, CSV_STRICT | CSV_STRICT_FINI) != 0) {
-        *code = ML_HUMAN_E_INTERNAL;
+        *code = ML_FETCH_E_INTERNAL;
         return ml_errf(err, "%s: out of memory", name);
     }
     /* Fields exactly as written, as pandas reads them (" b" is not "b"); numbers, booleans
@@ -377,7 +378,7 @@ int ml_human_csv_parse(const char *buf, size_t len, const char *name, ml_human_d
         const char *nl = memchr(buf + pos, '\n', len - pos);
         size_t n = nl ? (size_t)(nl - (buf + pos)) + 1 : len - pos;
         if (csv_parse(&cp, buf + pos, n, on_field, on_record, &p) != n && !p.failed)
-            fail(&p, csv_error(&cp) == CSV_EPARSE ? ML_HUMAN_E_BAD_CSV : ML_HUMAN_E_INTERNAL,
+            fail(&p, csv_error(&cp) == CSV_EPARSE ? ML_FETCH_E_BAD_CSV : ML_FETCH_E_INTERNAL,
                  "line %zu: %s (a quote inside an unquoted field, or text after a closing "
                  "quote)",
                  p.line, csv_strerror(csv_error(&cp)));
@@ -392,14 +393,14 @@ int ml_human_csv_parse(const char *buf, size_t len, const char *name, ml_human_d
         p.line++;
     }
     if (!p.failed && csv_fini(&cp, on_field, on_record, &p) != 0 && !p.failed)
-        fail(&p, ML_HUMAN_E_BAD_CSV,
+        fail(&p, ML_FETCH_E_BAD_CSV,
              "line %zu: a quoted field opens here and is never closed (the file ends inside it)",
              quote_line ? quote_line : p.line - 1);
     csv_free(&cp);
     if (!p.failed && !p.header_done)
-        fail(&p, ML_HUMAN_E_NOT_CSV, "no header line (the body is only blank lines)");
+        fail(&p, ML_FETCH_E_NOT_CSV, "no header line (the body is only blank lines)");
     if (!p.failed && out->n_rows == 0)
-        fail(&p, ML_HUMAN_E_BAD_CSV, "the header is right but there are no rows with an answer");
+        fail(&p, ML_FETCH_E_BAD_CSV, "the header is right but there are no rows with an answer");
     out->n_participants = p.names.n;
     intern_free(&p.names);
     ml_buf_free(&p.header);

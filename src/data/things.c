@@ -1,5 +1,5 @@
 /* THINGS image lists and the concept -> first image alignment (include/metalign/things.h). */
-#include "metalign/things.h"
+#include "data/things.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -8,7 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "metalign/arrays.h"
+#include "io/npy.h"
+#include "io/textmat.h"
 
 #define LIST_MAX_BYTES ((size_t)256 << 20)
 

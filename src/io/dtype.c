@@ -3,8 +3,9 @@
  * The half-precision conversions reproduce torch's own (c10/util/Half.h, which uses Marat
  * Dukhan's FP16 library, and c10/util/BFloat16.h) bit for bit, including subnormals, infinities
  * and NaN payloads, so a checkpoint saved in f16/bf16 gives the weights torch would use. */
-#include "metalign/tensors.h"
+#include "io/dtype.h"
 
+#include <stdint.h>
 #include <string.h>
 
 static const struct {

@@ -4,7 +4,8 @@
  * image of each concept, so rows are read on demand: the requested rows are sorted and each
  * array is walked once, reading runs of consecutive rows at their offsets (a .npy file, a
  * stored .npz entry, a memory buffer) or streaming a deflated entry through one small buffer. */
-#include "metalign/arrays.h"
+#include "io/npy.h"
+#include "io/textmat.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,7 +2,7 @@
  * a value stack, a separate stack of MARK positions and a memo, one small function per
  * opcode family. Every value is registered in ml_pickle.values so freeing never walks the
  * (possibly cyclic) graph. */
-#include "metalign/pickle.h"
+#include "io/pickle.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -2,7 +2,8 @@
  * {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}}, then
  * the data; offsets count from the first byte after the header. Every tensor becomes its own
  * storage, a byte range of the file, read only when the model asks for it. */
-#include "metalign/tensors.h"
+#include "io/safetensors.h"
+#include "io/tensorset_build.h"
 
 #include <jansson.h>
 #include <stdlib.h>

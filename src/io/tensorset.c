@@ -1,6 +1,8 @@
 /* The tensor set: opening a checkpoint source, the index the format parsers fill, and reads of
  * storage bytes (a byte range of the file, or an entry of a torch.save zip) converted to f32. */
-#include "metalign/tensors.h"
+#include "io/safetensors.h"
+#include "io/tensorset_build.h"
+#include "io/torch_ckpt.h"
 
 #include <errno.h>
 #include <fcntl.h>

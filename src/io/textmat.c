@@ -1,7 +1,8 @@
 /* Text inputs (include/metalign/arrays.h): SPoSE-style float matrices and one-name-per-line
  * lists. Both are read whole (a few hundred KB) and parsed line by line; every error names
  * the file and the line. */
-#include "metalign/arrays.h"
+#include "io/npy.h"
+#include "io/textmat.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -13,8 +13,9 @@
 #include <string.h>
 #include <zip.h>
 
-#include "metalign/pickle.h"
-#include "metalign/tensors.h"
+#include "io/pickle.h"
+#include "io/tensorset_build.h"
+#include "io/torch_ckpt.h"
 
 /* data.pkl of a checkpoint is KBs (a state dict) to MBs (with optimizer state). */
 #define PICKLE_MAX_BYTES ((zip_uint64_t)256 << 20)

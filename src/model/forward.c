@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pool.h"
+#include "model/pool.h"
 
 /* cblas.h includes <complex.h>: I is the imaginary unit here. The vector types below are
  * only passed between always-inline functions, so their ABI does not matter. */

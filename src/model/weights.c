@@ -1,7 +1,7 @@
 /* Binding a checkpoint's tensors to the model: the variant and every size come from the
  * state-dict names and shapes (MODEL.md section 2), all parameters go into one float buffer
  * (llm.c's params_memory), and every tensor's shape is checked before anything is read. */
-#include "metalign/model.h"
+#include "model/weights.h"
 
 #include <cblas.h>
 #undef I /* cblas.h pulls in <complex.h>; I is the intermediate size here */

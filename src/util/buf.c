@@ -1,4 +1,4 @@
-#include "metalign/buf.h"
+#include "util/buf.h"
 
 #include <math.h>
 #include <stdarg.h>

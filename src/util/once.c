@@ -1,4 +1,4 @@
-#include "metalign/once.h"
+#include "util/once.h"
 
 void ml_once_init(ml_once *o) {
     pthread_mutex_init(&o->lock, NULL);

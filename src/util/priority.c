@@ -1,4 +1,4 @@
-#include "metalign/priority.h"
+#include "util/priority.h"
 
 #include <dirent.h>
 #include <errno.h>

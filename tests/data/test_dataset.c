@@ -2,7 +2,8 @@
  * through the THINGS-like tree or a list file gives exactly numpy's rows; X_std and the
  * medians match torch's (X - mean) / (std + 1e-8) and torch.median; a per-concept backbone
  * needs no image list; every inconsistency fails naming the files and the counts. */
-#include "metalign/arrays.h"
+#include "io/npy.h"
+#include "io/textmat.h"
 #include "metalign/dataset.h"
 #include "things_tree.h"
 

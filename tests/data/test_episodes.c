@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "../analysis/textfix.h"
+#include "textfix.h"
 #include "metalign/episodes.h"
 #include "metalign/rng.h"
 #include "unit.h"

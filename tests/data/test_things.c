@@ -3,8 +3,9 @@
  * digits, a symlinked folder, broken links, a folder named *.jpg, non-.jpg files) and wrote
  * sorted(Path(tree).glob(P)) (P = "*" "/" "*.jpg") to things_sorted.txt, and the first image
  * of each id to things_rows.txt. */
-#include "metalign/arrays.h"
-#include "metalign/things.h"
+#include "io/npy.h"
+#include "io/textmat.h"
+#include "data/things.h"
 #include "things_tree.h"
 
 static char **read_lines(const char *path, size_t *n) {

@@ -2,13 +2,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "metalign/human.h"
+#include "metalign/human_csv.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ml_human_data d;
-    ml_human_code code;
+    ml_fetch_code code;
     ml_err err;
     if (ml_human_csv_parse((const char *)data, size, "fuzz.csv", &d, &code, &err) != 0) return 0;
     ml_human_curves c;

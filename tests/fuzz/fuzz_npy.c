@@ -2,7 +2,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "metalign/arrays.h"
+#include "io/npy.h"
+#include "io/textmat.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

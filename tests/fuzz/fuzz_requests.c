@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metalign/app.h"
-#include "metalign/routes.h"
+#include "engine/app.h"
+#include "http/routes.h"
 
 #ifndef ML_SOURCE_ROOT
 #define ML_SOURCE_ROOT "."

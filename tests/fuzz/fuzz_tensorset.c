@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "metalign/tensors.h"
+#include "io/tensorset.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

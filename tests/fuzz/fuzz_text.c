@@ -3,8 +3,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "metalign/arrays.h"
-#include "metalign/things.h"
+#include "io/npy.h"
+#include "io/textmat.h"
+#include "data/things.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

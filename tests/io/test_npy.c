@@ -6,7 +6,8 @@
 #include <unistd.h>
 #include <zip.h>
 
-#include "metalign/arrays.h"
+#include "io/npy.h"
+#include "io/textmat.h"
 #include "unit.h"
 
 static float formula(int a, int64_t i, int64_t j) { return (float)(a * 64 + i + j / 4.0); }

@@ -4,9 +4,10 @@
  * inputs: truncation, underflow, bad memo, cycles, deep nesting and every limit. */
 #include <stdint.h>
 
-#include "metalign/arrays.h"
-#include "metalign/buf.h"
-#include "metalign/pickle.h"
+#include "io/npy.h"
+#include "io/textmat.h"
+#include "util/buf.h"
+#include "io/pickle.h"
 #include "unit.h"
 
 static void dump(ml_buf *b, const ml_pv *v, int depth);

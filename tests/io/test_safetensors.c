@@ -5,7 +5,7 @@
 #include <unistd.h>
 #include <zip.h>
 
-#include "metalign/tensors.h"
+#include "io/tensorset_build.h"
 #include "unit.h"
 
 /* Builds a safetensors buffer from a JSON header and data bytes (header padded to 8). */

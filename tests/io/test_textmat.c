@@ -2,7 +2,8 @@
  * blanks and CRLF must give exactly np.loadtxt(...).astype(np.float32)
  * (tests/reference/make_io_fixtures.py); malformed matrices and id lists fail naming the
  * line. */
-#include "metalign/arrays.h"
+#include "io/npy.h"
+#include "io/textmat.h"
 #include "unit.h"
 
 static void test_spose_like_file(void) {

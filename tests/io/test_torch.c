@@ -2,9 +2,10 @@
  * container the research code produced: every tensor's name, dtype, shape and float32 values
  * must be those torch reports (the .expect files), views included; configs come through as
  * metadata; legacy, corrupt and foreign files fail with messages that say why. */
-#include "metalign/arrays.h"
+#include "io/npy.h"
+#include "io/textmat.h"
 #include "metalign/model.h"
-#include "metalign/tensors.h"
+#include "io/tensorset.h"
 #include "unit.h"
 
 typedef struct expect {

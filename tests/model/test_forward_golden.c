@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "metalign/blas.h"
+#include "io/tensorset.h"
 #include "metalign/model.h"
 #include "unit.h"
 

@@ -1,10 +1,10 @@
-"""PyTorch/numpy reference answers for the daemon on the demo bundle (tests/server/).
+"""PyTorch/numpy reference answers for the daemon on the demo bundle (tests/http/).
 
 Loads data/demo/ exactly as MODEL.md says, runs the reference model (metalign_ref.py) and
 numpy CKA, and samples episodes with an independent Python copy of the service's documented
 sampler (make_stats_fixtures.py), so the HTTP tests hold the daemon's activations, CKA,
 replayed episodes and learning curves against PyTorch. Writes
-tests/fixtures/server/demo_reference.json.
+tests/fixtures/http/demo_reference.json.
 
     /usr/bin/python3 tests/reference/make_demo_fixtures.py
 """
@@ -120,8 +120,8 @@ def main():
                      "p_correct": correct.mean(0).tolist(),
                      "correct_count": int(correct.sum().item())}
 
-    os.makedirs(os.path.join(ROOT, "tests", "fixtures", "server"), exist_ok=True)
-    path = os.path.join(ROOT, "tests", "fixtures", "server", "demo_reference.json")
+    os.makedirs(os.path.join(ROOT, "tests", "fixtures", "http"), exist_ok=True)
+    path = os.path.join(ROOT, "tests", "fixtures", "http", "demo_reference.json")
     with open(path, "w") as f:
         json.dump(out, f)
     print("wrote", path, os.path.getsize(path), "bytes")

@@ -1,0 +1,132 @@
+/* The human-data store: the CSV fetched from a URL on first use, kept in a cache folder that
+ * survives restarts, parsed once and shared as immutable snapshots. */
+#ifndef METALIGN_ENGINE_HUMAN_STORE_H
+#define METALIGN_ENGINE_HUMAN_STORE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "metalign/fetch.h"
+#include "metalign/human_csv.h"
+#include "util/buf.h"
+
+#define ML_HUMAN_USER_AGENT "metalignd/" ML_VERSION " (human learning data; libcurl)"
+#define ML_HUMAN_CSV_NAME "human.csv"   /* in cache_dir */
+/* {format, url, fetched_at, validated_at, bytes, sha256, etag, last_modified} */
+#define ML_HUMAN_META_NAME "human.json"
+
+typedef struct ml_human_config {
+    const char *url;          /* copied */
+    const char *cache_dir;    /* copied; created if missing */
+    const char *user_agent;   /* NULL: ML_HUMAN_USER_AGENT */
+    long max_age_seconds;     /* revalidate (conditional GET) a copy older than this;
+                               * 0 = on every get, < 0 = never (default 86400) */
+    long retry_seconds;       /* after a failed revalidation, serve the stale copy this long
+                               * (capped at max_age) before trying again (default 60) */
+    long connect_timeout_ms;  /* default 10000 */
+    long total_timeout_ms;    /* default 60000 */
+    size_t max_bytes;         /* default 64 MiB */
+} ml_human_config;
+
+void ml_human_config_defaults(ml_human_config *c);
+
+/* An immutable parsed copy. Readers hold a reference while they use it; a refresh swaps in a
+ * new one without waiting for them. */
+typedef struct ml_human_snapshot {
+    ml_human_data data;
+    char sha256[ML_SHA256_HEX_LEN];
+    size_t bytes;
+    int refs;                 /* private: use ml_human_snapshot_release */
+} ml_human_snapshot;
+
+void ml_human_snapshot_release(ml_human_snapshot *s);
+
+/* What the last call did. */
+typedef enum ml_human_outcome {
+    ML_HUMAN_SERVED,          /* answered from memory, upstream not contacted */
+    ML_HUMAN_DOWNLOADED,      /* new content downloaded and installed */
+    ML_HUMAN_NOT_MODIFIED,    /* upstream answered 304: the copy is current */
+    ML_HUMAN_UNCHANGED,       /* upstream sent the same bytes again */
+    ML_HUMAN_FAILED,          /* the attempt failed (see code / last_error) */
+} ml_human_outcome;
+
+const char *ml_human_outcome_name(ml_human_outcome o); /* "served", "downloaded", ... */
+
+/* The cache state, copied under the store's lock (so it stays valid after the call). */
+typedef struct ml_human_status {
+    const char *url;          /* the store's; valid while the store lives */
+    int cached;               /* a verified copy is in memory */
+    int from_cache;           /* this call's data was not downloaded by it (or by the fetch it
+                               * waited for) */
+    int stale;                /* the copy is served although the last attempt to revalidate
+                               * or refresh it failed */
+    ml_human_outcome outcome; /* of this call (for a waiter: of the fetch it waited for) */
+    time_t fetched_at;        /* last 200 for the copy; 0 without a copy */
+    time_t validated_at;      /* last 200 or 304 */
+    size_t bytes;
+    char sha256[ML_SHA256_HEX_LEN];
+    ml_fetch_code code;       /* of the last failed attempt, ML_FETCH_OK when it succeeded */
+    char last_error[ML_ERR_MAX]; /* its message, "" when the last attempt succeeded */
+    time_t last_error_at;
+    char notice[ML_ERR_MAX];  /* e.g. a corrupt cached copy set aside at start-up; "" if none */
+} ml_human_status;
+
+/* Counters for /metrics. */
+typedef struct ml_human_stats {
+    uint64_t attempts;        /* upstream requests */
+    uint64_t downloaded, not_modified, unchanged;
+    uint64_t failures[ML_FETCH_N_CODES]; /* by code ([ML_FETCH_OK] stays 0) */
+    uint64_t cache_hits;      /* gets answered from memory without contacting upstream */
+    uint64_t waits;           /* calls that waited for another thread's download */
+    uint64_t disk_loads;      /* verified copies loaded from cache_dir */
+    uint64_t set_aside;       /* corrupt copies renamed to <name>.corrupt-<UTC time> */
+} ml_human_stats;
+
+typedef struct ml_human ml_human;
+
+/* Creates the store and loads the cached copy when it is intact: its metadata names the same
+ * URL and its size and sha256 match and it parses. A corrupt or truncated copy is renamed
+ * aside (<name>.corrupt-<YYYYmmddTHHMMSSZ>) and reported in status.notice, never served; a
+ * copy of another URL is left alone and not served. Never touches the network. Fails only for
+ * bad configuration or an unusable cache_dir. */
+ml_human *ml_human_open(const ml_human_config *cfg, ml_err *err);
+/* Call once no other thread uses the store. */
+void ml_human_close(ml_human *h);
+
+/* The current copy, downloading it if there is none. Concurrent callers without a copy share
+ * one download and its result. A copy older than max_age is revalidated by this caller (a
+ * conditional GET; other callers meanwhile get the copy at once); if that fails the copy is
+ * still served, with stale = 1 and the error in status. 0 with *snap (release it) and *st;
+ * -1 only when there is no copy: st->code and err say why (answer 503). May block for up to
+ * the total timeout: call it from a worker, not an I/O thread. st may not be NULL. */
+int ml_human_get(ml_human *h, ml_human_snapshot **snap, ml_human_status *st, ml_err *err);
+
+/* Fetches again now (conditional when there is a copy). When a fetch is already running,
+ * waits for it and reports its result instead. 0 when upstream answered with good data or
+ * 304; -1 with st->code and err otherwise, the copy (st->cached) kept and marked stale. */
+int ml_human_refresh(ml_human *h, ml_human_status *st, ml_err *err);
+
+/* The state without contacting upstream or waiting for a download (for /v1/info). */
+void ml_human_status_get(ml_human *h, ml_human_status *st);
+void ml_human_stats_get(ml_human *h, ml_human_stats *out);
+
+/* Paths of the cached CSV and its metadata (valid while the store lives). */
+const char *ml_human_csv_path(const ml_human *h);
+const char *ml_human_meta_path(const ml_human *h);
+
+/* "2024-05-01T12:00:00Z" (needs 21 bytes). */
+void ml_human_format_time(time_t t, char out[21]);
+
+/* API.md's "source": {"url", "fetched_at", "validated_at", "bytes", "sha256", "from_cache",
+ * "stale", "outcome", "last_error": null | {"code", "message", "at"}}. */
+json_t *ml_human_source_json(const ml_human_status *st);
+/* /v1/info's "human": {"url", "cached", "fetched_at", "validated_at", "bytes", "sha256",
+ * "stale", "last_error", "notice"} (null where there is no value). */
+json_t *ml_human_status_json(const ml_human_status *st);
+/* Appends Prometheus text: metalignd_human_fetches_total{result=...}, cache hits, waits, disk
+ * loads, set-aside copies, and gauges for the cached copy (cached, stale, bytes, age). */
+void ml_human_render_metrics(ml_human *h, ml_buf *out);
+
+#endif

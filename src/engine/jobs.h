@@ -1,0 +1,59 @@
+/* Long requests run as jobs: a bounded table of them, each with a random id, progress that
+ * the worker updates as it goes, a cancel flag it checks between batches, and the finished
+ * answer kept for a while (job_ttl) so a client can fetch it later. */
+#ifndef METALIGN_JOBS_H
+#define METALIGN_JOBS_H
+
+#include <time.h>
+
+#include "util/blob.h"
+#include "util/buf.h"
+#include "metalign/err.h"
+
+typedef enum ml_job_status {
+    ML_JOB_QUEUED,
+    ML_JOB_RUNNING,
+    ML_JOB_DONE,
+    ML_JOB_FAILED,
+    ML_JOB_CANCELLED,
+} ml_job_status;
+
+typedef struct ml_job ml_job;
+typedef struct ml_jobs ml_jobs;
+
+/* max_active: queued + running jobs; max_kept: finished jobs remembered (oldest dropped). */
+ml_jobs *ml_jobs_new(int max_active, int max_kept, int ttl_seconds);
+void ml_jobs_free(ml_jobs *js);
+
+/* A new queued job (one reference for the caller), or, when a job with the same key is still
+ * queued or running, that job (so identical requests share one computation; *existing = 1).
+ * NULL with err set when max_active jobs are already active. */
+ml_job *ml_jobs_create(ml_jobs *js, const char *kind, const char *key, int total, int *existing,
+                       ml_err *err);
+/* A reference to a job by id, or NULL (unknown or expired). */
+ml_job *ml_jobs_get(ml_jobs *js, const char *id);
+/* Asks a job to stop; 0 if it existed. A queued job is cancelled at once. */
+int ml_jobs_cancel(ml_jobs *js, const char *id);
+void ml_jobs_cancel_all(ml_jobs *js);
+void ml_jobs_counts(ml_jobs *js, int counts[5]); /* by ml_job_status */
+
+ml_job *ml_job_ref(ml_job *j);
+void ml_job_release(ml_job *j);
+const char *ml_job_id(const ml_job *j);
+ml_job_status ml_job_get_status(const ml_job *j);
+const char *ml_job_status_name(ml_job_status s);
+
+/* Worker side. start returns 0, or -1 when the job was cancelled before it ran. */
+int ml_job_start(ml_job *j);
+void ml_job_progress(ml_job *j, int done);
+int ml_job_cancel_requested(const ml_job *j);
+void ml_job_finish(ml_job *j, ml_blob *result); /* takes a reference of its own */
+void ml_job_fail(ml_job *j, const char *code, const char *message);
+/* Marks a job that honoured its cancel flag. */
+void ml_job_cancelled(ml_job *j);
+
+/* {"job": id, "kind", "status", "progress": {"done", "total"}, "created_at",
+ *  "finished_at", "result": {...} | "error": {...}} */
+void ml_job_render(ml_job *j, ml_buf *out);
+
+#endif

@@ -1,0 +1,61 @@
+#include "http/routes.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const ml_route ml_routes[] = {
+    {"GET", "/", "root", ml_h_root, NULL},
+    {"GET", "/healthz", "healthz", ml_h_healthz, NULL},
+    {"GET", "/readyz", "readyz", ml_h_readyz, NULL},
+    {"GET", "/metrics", "metrics", ml_h_metrics, NULL},
+    {"GET", "/v1/info", "info", ml_h_info, NULL},
+    {"GET", "/v1/items", "items", ml_h_items, NULL},
+    {"POST", "/v1/activations", "activations", NULL, ml_h_activations},
+    {"GET", "/v1/cka", "cka", ml_h_cka_fast, ml_h_cka},
+    {"GET", "/v1/cka/matrix", "cka_matrix", ml_h_cka_matrix_fast, ml_h_cka_matrix},
+    {"POST", "/v1/learning-curves", "learning_curves", ml_h_curves_fast, ml_h_curves},
+    {"GET", "/v1/jobs/", "jobs_get", ml_h_job_get, NULL},
+    {"DELETE", "/v1/jobs/", "jobs_delete", ml_h_job_delete, NULL},
+    {"GET", "/v1/human/learning-curves", "human_learning_curves", NULL, ml_h_human_curves},
+    {"POST", "/v1/human/refresh", "human_refresh", NULL, ml_h_human_refresh},
+    {"GET", "/v1/compare/learning-curves", "compare_learning_curves", NULL, ml_h_compare},
+};
+const int ml_n_routes = (int)(sizeof ml_routes / sizeof ml_routes[0]);
+
+static int path_matches(const ml_route *r, const char *path, const char **param) {
+    size_t n = strlen(r->path);
+    if (n > 1 && r->path[n - 1] == '/') {
+        if (strncmp(path, r->path, n) != 0 || !path[n] || strchr(path + n, '/')) return 0;
+        *param = path + n;
+        return 1;
+    }
+    /* A trailing slash is forgiven: /v1/info/ is /v1/info. */
+    size_t pn = strlen(path);
+    if (pn == n + 1 && path[n] == '/' && n > 1) pn = n;
+    *param = NULL;
+    return pn == n && strncmp(path, r->path, n) == 0;
+}
+
+void ml_route_match(const char *method, const char *path, ml_dispatch *out) {
+    memset(out, 0, sizeof *out);
+    out->route = -1;
+    out->status = 404;
+    for (int i = 0; i < ml_n_routes; i++) {
+        const char *param = NULL;
+        if (!path_matches(&ml_routes[i], path, &param)) continue;
+        if (strcmp(ml_routes[i].method, method) == 0) {
+            out->route = i;
+            out->status = 0;
+            out->path_param = param;
+            out->allow[0] = '\0';
+            out->has_fast = ml_routes[i].fast != NULL;
+            out->has_slow = ml_routes[i].slow != NULL;
+            return;
+        }
+        out->status = 405;
+        size_t len = strlen(out->allow);
+        if (!strstr(out->allow, ml_routes[i].method))
+            snprintf(out->allow + len, sizeof out->allow - len, "%s%s", len ? ", " : "",
+                     ml_routes[i].method);
+    }
+}
