@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "io/checkpoint.h"
 #include "metalign/blas.h"
 #include "metalign/model.h"
 #include "model/weights.h"
@@ -366,11 +367,11 @@ int main(int argc, char **argv) {
     unsigned char *file = seed_model_file(&len);
     ml_tensorset ts;
     ml_err err;
-    if (ml_tensorset_open_mem(&ts, "seed-size.safetensors", file, len, &err)) die(&err);
+    if (ml_checkpoint_open_mem(&ts, "seed-size.safetensors", file, len, &err)) die(&err);
     double t0 = now();
     if (ml_model_from_tensorset(&b.m, &ts, 0, &err)) die(&err);
     printf("bind %zu parameters from safetensors: %.3f s\n", b.m.num_params, now() - t0);
-    ml_tensorset_close(&ts);
+    ml_tensorset_free(&ts);
     free(file);
 
     b.features = malloc(sizeof(float) * (size_t)ITEMS * (IN - 2));

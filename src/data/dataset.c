@@ -141,7 +141,7 @@ static int load_backbone(ml_dataset *d, const ml_data_paths *p, ml_err *err) {
     }
     if (rc == 0) rc = ml_npmat_read_rows(&m, rows, (size_t)d->n_items, d->X, err);
     free(rows);
-    ml_npmat_close(&m);
+    ml_npmat_free(&m);
     if (rc) return -1;
     size_t n = (size_t)d->n_items * (size_t)d->backbone_dim;
     for (size_t i = 0; i < n; i++)

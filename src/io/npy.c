@@ -227,22 +227,6 @@ static void zip_err_msg(zip_t *z, zip_file_t *zf, char *buf, size_t n) {
     snprintf(buf, n, "%s", s);
 }
 
-static int pread_full(int fd, void *dst, size_t n, uint64_t off) {
-    unsigned char *p = dst;
-    while (n) {
-        ssize_t r = pread(fd, p, n, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            if (r == 0) errno = EIO;
-            return -1;
-        }
-        p += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return 0;
-}
-
 /* Reads exactly n bytes from an open zip entry. */
 static int zread_full(zip_file_t *zf, void *dst, size_t n) {
     unsigned char *p = dst;
@@ -289,17 +273,9 @@ static int reader_at(reader *r, uint64_t off, void *dst, size_t n, void *scratch
     const ml_nparray *a = r->a;
     const char *entry = a->entry ? a->entry : "";
     const char *sep = a->entry ? ": " : "";
-    if (a->zip_index < 0 && m->mem) {
-        if (off > m->mem_len || n > m->mem_len - off)
-            return ml_errf(err, "%s: truncated: the data ends before byte %llu", m->path,
-                           (unsigned long long)(off + n));
-        memcpy(dst, m->mem + off, n);
-        return 0;
-    }
     if (a->zip_index < 0) {
-        if (pread_full(m->fd, dst, n, off))
-            return ml_err_errno(err, "%s: reading %zu bytes at offset %llu", m->path, n,
-                                (unsigned long long)off);
+        if (ml_source_read(&m->src, (int64_t)off, (int64_t)n, dst, err) != 0)
+            return ml_err_prefix(err, "%s", m->path);
         return 0;
     }
     if (!a->compressed) {
@@ -466,90 +442,42 @@ static int open_npz(ml_npmat *m, uint64_t src_size, ml_err *err) {
     return 0;
 }
 
-static int zip_open_err(ml_npmat *m, int code, zip_error_t *ze, ml_err *err) {
-    zip_error_t local;
-    if (!ze) {
-        zip_error_init_with_code(&local, code);
-        ze = &local;
-    }
-    ml_errf(err, "%s: not a readable .npz (zip) archive: %s", m->path, zip_error_strerror(ze));
-    zip_error_fini(ze);
-    return -1;
-}
-
-static int is_zip(const unsigned char *b, size_t n) {
-    return n >= 4 && b[0] == 'P' && b[1] == 'K' &&
-           ((b[2] == 3 && b[3] == 4) || (b[2] == 5 && b[3] == 6));
-}
-
-static int npmat_init(ml_npmat *m, const char *path, ml_err *err) {
-    memset(m, 0, sizeof *m);
-    m->fd = -1;
-    m->path = strdup(path);
-    return m->path ? 0 : ml_errf(err, "out of memory");
+/* Reads the headers of the .npy or the .npz's arrays once the source is set. */
+static int npmat_parse(ml_npmat *m, ml_err *err) {
+    m->path = m->src.name;
+    if (!ml_source_is_zip(&m->src)) return open_npy(m, (uint64_t)m->src.size, err);
+    m->zip = ml_source_open_zip(&m->src, err);
+    if (!m->zip) return ml_err_prefix(err, "%s: not a readable .npz archive", m->path);
+    return open_npz(m, (uint64_t)m->src.size, err);
 }
 
 int ml_npmat_open(ml_npmat *m, const char *path, ml_err *err) {
-    if (npmat_init(m, path, err)) return -1;
-    m->fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (m->fd < 0 || fstat(m->fd, &st)) {
-        ml_err_errno(err, "%s", path);
-        ml_npmat_close(m);
+    memset(m, 0, sizeof *m);
+    if (ml_source_open_file(&m->src, path, "the array file", err) != 0) return -1;
+    if (npmat_parse(m, err) != 0) {
+        ml_npmat_free(m);
         return -1;
     }
-    unsigned char magic[4] = {0};
-    ssize_t got = pread(m->fd, magic, sizeof magic, 0);
-    int rc;
-    if (got == (ssize_t)sizeof magic && is_zip(magic, sizeof magic)) {
-        int code = 0;
-        m->zip = zip_fdopen(m->fd, ZIP_RDONLY, &code);
-        if (!m->zip) {
-            rc = zip_open_err(m, code, NULL, err);
-        } else {
-            m->fd = -1; /* zip_fdopen owns it now */
-            rc = open_npz(m, (uint64_t)st.st_size, err);
-        }
-    } else {
-        rc = open_npy(m, (uint64_t)st.st_size, err);
-    }
-    if (rc) ml_npmat_close(m);
-    return rc;
+    return 0;
 }
 
 int ml_npmat_open_mem(ml_npmat *m, const char *name, const void *buf, size_t len,
                       ml_err *err) {
-    if (npmat_init(m, name, err)) return -1;
-    m->mem = buf;
-    m->mem_len = len;
-    int rc;
-    if (is_zip(buf, len)) {
-        zip_error_t ze;
-        zip_error_init(&ze);
-        zip_source_t *src = zip_source_buffer_create(buf, len, 0, &ze);
-        if (src) m->zip = zip_open_from_source(src, ZIP_RDONLY, &ze);
-        if (!m->zip) {
-            if (src) zip_source_free(src);
-            rc = zip_open_err(m, 0, &ze, err);
-        } else {
-            zip_error_fini(&ze);
-            rc = open_npz(m, len, err);
-        }
-    } else {
-        rc = open_npy(m, len, err);
+    memset(m, 0, sizeof *m);
+    if (ml_source_open_mem(&m->src, name, buf, len, err) != 0) return -1;
+    if (npmat_parse(m, err) != 0) {
+        ml_npmat_free(m);
+        return -1;
     }
-    if (rc) ml_npmat_close(m);
-    return rc;
+    return 0;
 }
 
-void ml_npmat_close(ml_npmat *m) {
+void ml_npmat_free(ml_npmat *m) {
     if (m->zip) zip_discard(m->zip);
-    if (m->fd >= 0) close(m->fd);
     for (size_t i = 0; i < m->n_arrays; i++) free(m->arrays[i].entry);
     free(m->arrays);
-    free(m->path);
+    ml_source_free(&m->src);
     memset(m, 0, sizeof *m);
-    m->fd = -1;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -627,30 +555,13 @@ typedef struct array_task {
     ml_err err;
 } array_task;
 
-static int reopen_zip(ml_npmat *view, ml_err *err) {
-    zip_error_t ze;
-    zip_error_init(&ze);
-    view->zip = NULL;
-    if (view->mem) {
-        zip_source_t *src = zip_source_buffer_create(view->mem, view->mem_len, 0, &ze);
-        if (src) view->zip = zip_open_from_source(src, ZIP_RDONLY, &ze);
-        if (!view->zip && src) zip_source_free(src);
-    } else {
-        int fd = open(view->path, O_RDONLY | O_CLOEXEC), code = 0;
-        if (fd >= 0) view->zip = zip_fdopen(fd, ZIP_RDONLY, &code);
-        if (!view->zip && fd >= 0) close(fd);
-        if (!view->zip) zip_error_set(&ze, code ? code : ZIP_ER_OPEN, fd < 0 ? errno : 0);
-    }
-    if (!view->zip) ml_errf(err, "%s: cannot open the archive again: %s", view->path,
-                            zip_error_strerror(&ze));
-    zip_error_fini(&ze);
-    return view->zip ? 0 : -1;
-}
-
 static void *array_task_run(void *arg) {
     array_task *t = arg;
     ml_npmat view = *t->m; /* the same arrays, maybe over a private zip handle */
-    t->rc = t->own_zip ? reopen_zip(&view, &t->err) : 0;
+    if (t->own_zip) {
+        view.zip = ml_source_open_zip(&view.src, &t->err);
+        t->rc = view.zip ? 0 : ml_err_prefix(&t->err, "%s: cannot open the archive again", view.path);
+    }
     unsigned char *chunk = t->rc ? NULL : malloc(t->chunk_len);
     if (t->rc == 0 && !chunk) t->rc = ml_errf(&t->err, "%s: out of memory", view.path);
     for (size_t i = t->first; i < view.n_arrays && t->rc == 0; i += t->step)
@@ -724,18 +635,18 @@ int ml_npmat_read(const char *path, const int64_t *rows, size_t n_rows, float **
     size_t n = rows ? n_rows : (size_t)m.rows;
     float *x = malloc((n ? n : 1) * (size_t)m.cols * sizeof *x);
     if (!x) {
-        ml_npmat_close(&m);
+        ml_npmat_free(&m);
         return ml_errf(err, "%s: out of memory for %zu x %lld floats", path, n,
                        (long long)m.cols);
     }
     if (ml_npmat_read_rows(&m, rows, n, x, err)) {
         free(x);
-        ml_npmat_close(&m);
+        ml_npmat_free(&m);
         return -1;
     }
     *out = x;
     *n_total_rows = m.rows;
     *n_cols = m.cols;
-    ml_npmat_close(&m);
+    ml_npmat_free(&m);
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "metalign/err.h"
+#include "io/source.h"
 #include "io/tensorset.h"
 
 /* ---- .npy headers ------------------------------------------------------------------------ */
@@ -47,14 +48,12 @@ typedef struct ml_nparray {
  * side by side in archive (central directory) order, as numpy's np.load(...).files lists
  * them. Opening reads only the headers; rows are read on demand and converted to float32. */
 typedef struct ml_npmat {
-    char *path;         /* for messages ("<name>" for memory buffers) */
+    const char *path;   /* for messages (src.name: the path, or "<name>" for memory buffers) */
     int64_t rows;
     int64_t cols;       /* sum of the arrays' columns */
     ml_nparray *arrays;
     size_t n_arrays;
-    int fd;             /* -1 unless read from a file */
-    const unsigned char *mem;
-    size_t mem_len;
+    ml_source src;
     void *zip;          /* zip_t * for .npz */
 } ml_npmat;
 
@@ -63,7 +62,7 @@ typedef struct ml_npmat {
 int ml_npmat_open(ml_npmat *m, const char *path, ml_err *err);
 /* The same over a caller-owned buffer that must outlive the ml_npmat. */
 int ml_npmat_open_mem(ml_npmat *m, const char *name, const void *buf, size_t len, ml_err *err);
-void ml_npmat_close(ml_npmat *m);
+void ml_npmat_free(ml_npmat *m);
 
 /* Copies rows[i] of the joined matrix into out[i * cols ...] as float32, for i < n_rows;
  * rows NULL means every row in order (n_rows must then be m->rows). Rows may repeat and come

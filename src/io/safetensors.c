@@ -96,20 +96,20 @@ static int parse_tensor(ml_tensorset *ts, const char *name, json_t *info, int64_
 
 int ml_safetensors_parse(ml_tensorset *ts, ml_err *err) {
     unsigned char lenbuf[8];
-    if (ts->file_size < 8)
+    if (ts->src.size < 8)
         return ml_errf(err, "too short (%lld bytes) for a safetensors file or a PyTorch "
-                            "checkpoint", (long long)ts->file_size);
-    if (ml_tensorset_read_source(ts, 0, 8, lenbuf, err) != 0) return -1;
+                            "checkpoint", (long long)ts->src.size);
+    if (ml_source_read(&ts->src, 0, 8, lenbuf, err) != 0) return -1;
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = n << 8 | lenbuf[i];
-    if (n > MAX_HEADER_BYTES || n > (uint64_t)(ts->file_size - 8))
+    if (n > MAX_HEADER_BYTES || n > (uint64_t)(ts->src.size - 8))
         return ml_errf(err, "safetensors header length %llu is larger than %s; this is not a "
                             "safetensors file (or it is truncated)",
                        (unsigned long long)n,
                        n > MAX_HEADER_BYTES ? "100 MB" : "the rest of the file");
     char *text = malloc(n ? n : 1);
     if (!text) return ml_errf(err, "out of memory for a %llu-byte header", (unsigned long long)n);
-    if (ml_tensorset_read_source(ts, 8, (int64_t)n, text, err) != 0) {
+    if (ml_source_read(&ts->src, 8, (int64_t)n, text, err) != 0) {
         free(text);
         return -1;
     }
@@ -123,7 +123,7 @@ int ml_safetensors_parse(ml_tensorset *ts, ml_err *err) {
     int rc = 0;
     if (!json_is_object(root))
         rc = ml_errf(err, "the safetensors header is not a JSON object");
-    int64_t data_start = 8 + (int64_t)n, data_len = ts->file_size - data_start;
+    int64_t data_start = 8 + (int64_t)n, data_len = ts->src.size - data_start;
     const char *name;
     json_t *v;
     json_object_foreach(root, name, v) {

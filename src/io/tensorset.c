@@ -1,28 +1,17 @@
-/* The tensor set: opening a checkpoint source, the index the format parsers fill, and reads of
- * storage bytes (a byte range of the file, or an entry of a torch.save zip) converted to f32. */
-#include "io/safetensors.h"
+/* The tensor set: the index the format parsers fill, and reads of storage bytes (a byte range
+ * of the file, or an entry of a torch.save zip) converted to f32. */
 #include "io/tensorset_build.h"
-#include "io/torch_ckpt.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zip.h>
 
-/* The start of a pre-1.6 torch.save file: pickle protocol 2, then the pickled long
- * 0x1950a86a20f9469cfc6c (torch.serialization's MAGIC_NUMBER) as LONG1 with 10 bytes. */
-static const unsigned char legacy_torch_magic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c,
-                                                   0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
-
-static void tensorset_init(ml_tensorset *ts) {
+void ml_tensorset_init(ml_tensorset *ts) {
     memset(ts, 0, sizeof *ts);
-    ts->fd = -1;
+    ts->src.fd = -1;
 }
 
-void ml_tensorset_close(ml_tensorset *ts) {
+void ml_tensorset_free(ml_tensorset *ts) {
     if (!ts) return;
     for (size_t i = 0; i < ts->n_tensors; i++) free(ts->tensors[i].name);
     for (size_t i = 0; i < ts->n_storages; i++) free(ts->storages[i].key);
@@ -34,104 +23,9 @@ void ml_tensorset_close(ml_tensorset *ts) {
     free(ts->storages);
     free(ts->meta);
     if (ts->zip) zip_discard(ts->zip);
-    if (ts->fd >= 0) close(ts->fd);
+    ml_source_free(&ts->src);
     free(ts->path);
-    tensorset_init(ts);
-}
-
-static int open_zip(ml_tensorset *ts, ml_err *err) {
-    int zerr = 0;
-    if (ts->mem) {
-        zip_error_t ze;
-        zip_error_init(&ze);
-        zip_source_t *src = zip_source_buffer_create(ts->mem, ts->mem_len, 0, &ze);
-        if (src) {
-            ts->zip = zip_open_from_source(src, ZIP_RDONLY, &ze);
-            if (!ts->zip) zip_source_free(src);
-        }
-        if (!ts->zip) {
-            ml_errf(err, "not a readable zip archive (%s)", zip_error_strerror(&ze));
-            zip_error_fini(&ze);
-            return -1;
-        }
-        zip_error_fini(&ze);
-    } else {
-        /* libzip owns the descriptor it is given; ours stays for pread. */
-        int zfd = dup(ts->fd);
-        if (zfd < 0) return ml_err_errno(err, "dup");
-        ts->zip = zip_fdopen(zfd, 0, &zerr);
-        if (!ts->zip) {
-            close(zfd);
-            zip_error_t ze;
-            zip_error_init_with_code(&ze, zerr);
-            ml_errf(err, "not a readable zip archive (%s)", zip_error_strerror(&ze));
-            zip_error_fini(&ze);
-            return -1;
-        }
-    }
-    ts->format = "pytorch";
-    return 0;
-}
-
-/* Decides the format by content and runs its parser. Messages get the file name in front. */
-static int tensorset_parse(ml_tensorset *ts, ml_err *err) {
-    unsigned char head[sizeof legacy_torch_magic] = {0};
-    int64_t n = ts->file_size < (int64_t)sizeof head ? ts->file_size : (int64_t)sizeof head;
-    int rc;
-    if (ml_tensorset_read_source(ts, 0, n, head, err) != 0) {
-        rc = -1;
-    } else if (n >= 4 && memcmp(head, "PK\x03\x04", 4) == 0) {
-        rc = open_zip(ts, err);
-        if (rc == 0) rc = ml_torch_parse(ts, err);
-    } else if (n == (int64_t)sizeof head && memcmp(head, legacy_torch_magic, sizeof head) == 0) {
-        rc = ml_errf(err, "this is a legacy (pre-1.6) torch.save file, which is not supported; "
-                          "convert it with a PyTorch >= 1.6: torch.save(torch.load(path), "
-                          "new_path) writes the default zip format");
-    } else {
-        ts->format = "safetensors";
-        rc = ml_safetensors_parse(ts, err);
-    }
-    if (rc != 0) ml_err_prefix(err, "%s", ts->path);
-    return rc;
-}
-
-int ml_tensorset_open(ml_tensorset *ts, const char *path, ml_err *err) {
-    tensorset_init(ts);
-    ts->path = strdup(path);
-    if (!ts->path) return ml_errf(err, "%s: out of memory", path);
-    ts->fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (ts->fd < 0 || fstat(ts->fd, &st) != 0) {
-        ml_err_errno(err, "%s: cannot open the checkpoint", path);
-        ml_tensorset_close(ts);
-        return -1;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        ml_errf(err, "%s: not a regular file", path);
-        ml_tensorset_close(ts);
-        return -1;
-    }
-    ts->file_size = st.st_size;
-    if (tensorset_parse(ts, err) != 0) {
-        ml_tensorset_close(ts);
-        return -1;
-    }
-    return 0;
-}
-
-int ml_tensorset_open_mem(ml_tensorset *ts, const char *name, const void *buf, size_t len,
-                          ml_err *err) {
-    tensorset_init(ts);
-    ts->path = strdup(name ? name : "<memory>");
-    if (!ts->path) return ml_errf(err, "out of memory");
-    ts->mem = buf;
-    ts->mem_len = len;
-    ts->file_size = (int64_t)len;
-    if (tensorset_parse(ts, err) != 0) {
-        ml_tensorset_close(ts);
-        return -1;
-    }
-    return 0;
+    ml_tensorset_init(ts);
 }
 
 const ml_tensor *ml_tensorset_find(const ml_tensorset *ts, const char *name) {
@@ -151,32 +45,6 @@ int64_t ml_tensor_numel(const ml_tensor *t) {
     for (int i = 0; i < t->ndim; i++)
         if (t->shape[i] < 0 || __builtin_mul_overflow(n, t->shape[i], &n)) return -1;
     return n;
-}
-
-int ml_tensorset_read_source(const ml_tensorset *ts, int64_t off, int64_t len, void *dst,
-                             ml_err *err) {
-    if (off < 0 || len < 0 || off > ts->file_size || len > ts->file_size - off)
-        return ml_errf(err, "bytes [%lld, %lld) lie outside the file (%lld bytes); "
-                            "the file is truncated or corrupt",
-                       (long long)off, (long long)off + (long long)len,
-                       (long long)ts->file_size);
-    if (ts->mem) {
-        memcpy(dst, ts->mem + off, (size_t)len);
-        return 0;
-    }
-    unsigned char *p = dst;
-    while (len > 0) {
-        ssize_t got = pread(ts->fd, p, (size_t)(len > (1 << 30) ? (1 << 30) : len), (off_t)off);
-        if (got < 0 && errno == EINTR) continue;
-        if (got < 0) return ml_err_errno(err, "read at byte %lld", (long long)off);
-        if (got == 0)
-            return ml_errf(err, "unexpected end of file at byte %lld (the file shrank while "
-                                "being read?)", (long long)off);
-        p += got;
-        off += got;
-        len -= got;
-    }
-    return 0;
 }
 
 /* Reads from an entry of the zip archive; seeks in stored entries, reads and skips in
@@ -234,7 +102,7 @@ int ml_tensorset_read_storage(const ml_tensorset *ts, const ml_storage *s, int64
     if (len == 0) return 0;
     if (s->src_offset >= 0) {
         if (s->src_offset > INT64_MAX - off) return ml_errf(err, "storage %s: bad offset", s->key);
-        return ml_tensorset_read_source(ts, s->src_offset + off, len, dst, err);
+        return ml_source_read(&ts->src, s->src_offset + off, len, dst, err);
     }
     if (!ts->zip || s->zip_index < 0)
         return ml_errf(err, "storage %s has no location in the file", s->key);

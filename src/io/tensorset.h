@@ -1,4 +1,5 @@
-/* Named tensors from a checkpoint file (safetensors or a torch.save zip), read on demand.
+/* Named tensors from a checkpoint file (safetensors or a torch.save zip), read on demand: the
+ * container the format parsers fill (io/tensorset_build.h) and io/checkpoint.h opens.
  *
  * Opening a file parses only its index (safetensors header, or the pickle of a torch
  * checkpoint) and records, for every tensor, its dtype, shape, strides and where its storage
@@ -14,6 +15,7 @@
 #include "metalign/err.h"
 
 #include "io/dtype.h"
+#include "io/source.h"
 
 #define ML_MAX_NDIM 8
 
@@ -52,20 +54,12 @@ typedef struct ml_tensorset {
      * pickled config object in a torch checkpoint (e.g. "num_attention_heads" -> "12"). */
     ml_kv *meta;
     size_t n_meta, cap_meta;
-    /* The source: a file descriptor, or a caller-owned memory buffer (tests, fuzzing). */
-    int fd;
-    const unsigned char *mem;
-    size_t mem_len;
-    int64_t file_size;
-    void *zip; /* zip_t * when the source is a zip archive */
+    ml_source src;      /* the file or buffer the checkpoint is read from */
+    void *zip;          /* zip_t * when the source is a zip archive (torch.save) */
 } ml_tensorset;
 
-/* Opens by content: a zip archive is read as a torch.save checkpoint, anything else as
- * safetensors. A legacy (pre-1.6) torch file gets an error that says how to convert it. */
-int ml_tensorset_open(ml_tensorset *ts, const char *path, ml_err *err);
-int ml_tensorset_open_mem(ml_tensorset *ts, const char *name, const void *buf, size_t len,
-                          ml_err *err);
-void ml_tensorset_close(ml_tensorset *ts);
+/* Releases everything the set holds (ml_checkpoint_open fills it; io/checkpoint.h). */
+void ml_tensorset_free(ml_tensorset *ts);
 
 const ml_tensor *ml_tensorset_find(const ml_tensorset *ts, const char *name);
 const char *ml_tensorset_meta(const ml_tensorset *ts, const char *key); /* NULL if absent */
@@ -81,9 +75,5 @@ int ml_tensorset_read_f32(const ml_tensorset *ts, const ml_tensor *t, float *dst
 int ml_tensorset_read_storage(const ml_tensorset *ts, const ml_storage *s, int64_t off,
                               int64_t len, void *dst, ml_err *err);
 
-/* Reads len bytes at byte offset off of the source itself (file or buffer, not a zip entry);
- * fails with a message naming the file when the range lies outside it. */
-int ml_tensorset_read_source(const ml_tensorset *ts, int64_t off, int64_t len, void *dst,
-                             ml_err *err);
 
 #endif

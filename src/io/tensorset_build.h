@@ -5,6 +5,9 @@
 
 #include "io/tensorset.h"
 
+/* An empty set (no source yet). */
+void ml_tensorset_init(ml_tensorset *ts);
+
 /* Helpers for the parsers: append a storage / tensor / metadata pair (strings are copied).
  * add_tensor strips the prefixes `_orig_mod.` and `module.` from the name and rejects a name
  * that is already present, a storage index out of range and an unknown dtype; add_meta

@@ -3,6 +3,8 @@
  * (llm.c's params_memory), and every tensor's shape is checked before anything is read. */
 #include "model/weights.h"
 
+#include "io/checkpoint.h"
+
 #include <cblas.h>
 #undef I /* cblas.h pulls in <complex.h>; I is the intermediate size here */
 #include <math.h>
@@ -369,9 +371,9 @@ int ml_model_from_tensorset(ml_model *m, const ml_tensorset *ts, int heads_hint,
 int ml_model_load(ml_model *m, const char *path, int heads_hint, ml_err *err) {
     ml_tensorset ts;
     memset(m, 0, sizeof *m);
-    if (ml_tensorset_open(&ts, path, err) != 0) return -1;
+    if (ml_checkpoint_open(&ts, path, err) != 0) return -1;
     int rc = ml_model_from_tensorset(m, &ts, heads_hint, err);
-    ml_tensorset_close(&ts);
+    ml_tensorset_free(&ts);
     return rc;
 }
 

@@ -20,6 +20,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         free(x);
     }
-    ml_npmat_close(&m);
+    ml_npmat_free(&m);
     return 0;
 }

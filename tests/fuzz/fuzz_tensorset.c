@@ -1,10 +1,11 @@
-/* libFuzzer target for checkpoints from memory (ml_tensorset_open_mem): built twice, as
+/* libFuzzer target for checkpoints from memory (ml_checkpoint_open_mem): built twice, as
  * fuzz_torch (seeded with torch.save zips) and fuzz_safetensors (seeded with safetensors);
  * the content decides the parser. Every registered tensor is read back, so the storage
  * bounds checks are exercised too. */
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "io/checkpoint.h"
 #include "io/tensorset.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -12,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ml_tensorset ts;
     ml_err err;
-    if (ml_tensorset_open_mem(&ts, "fuzz", data, size, &err)) return 0;
+    if (ml_checkpoint_open_mem(&ts, "fuzz", data, size, &err)) return 0;
     (void)ml_tensorset_meta(&ts, "num_attention_heads");
     for (size_t i = 0; i < ts.n_tensors; i++) {
         const ml_tensor *t = &ts.tensors[i];
@@ -23,6 +24,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         free(dst);
         (void)ml_tensorset_find(&ts, t->name);
     }
-    ml_tensorset_close(&ts);
+    ml_tensorset_free(&ts);
     return 0;
 }

@@ -53,7 +53,7 @@ static void check_single(const char *file) {
     int64_t pick[] = {36, 0, 5, 5, 6, 7, 1};
     CHECK_MSG(ml_npmat_read_rows(&m, pick, 7, x, &err) == 0, "%s", err.msg);
     CHECK_MSG(count_bad(x, pick, 7, 5, single_value) == 0, "%s: wrong selected values", file);
-    ml_npmat_close(&m);
+    ml_npmat_free(&m);
     free(x);
 }
 
@@ -96,7 +96,7 @@ static void check_npz(const char *file, int from_mem, int compressed) {
         int64_t out_of_range = 37;
         CHECK(ml_npmat_read_rows(&m, &out_of_range, 1, x, &err) != 0);
         CHECK_STR_CONTAINS(err.msg, "row 37 requested but the file has 37 rows");
-        ml_npmat_close(&m);
+        ml_npmat_free(&m);
     }
     free(mem);
 }
@@ -130,14 +130,14 @@ static void expect_open_error(const char *file, const char *msg) {
     ml_err err = {""};
     int rc = ml_npmat_open(&m, path, &err);
     CHECK_MSG(rc != 0, "%s opened", file);
-    if (rc == 0) ml_npmat_close(&m);
+    if (rc == 0) ml_npmat_free(&m);
     CHECK_STR_CONTAINS(err.msg, file);
     CHECK_STR_CONTAINS(err.msg, msg);
     /* Every prefix of the file, from memory: an error, never a crash or a leak. */
     size_t len;
     char *mem = slurp(path, &len);
     for (size_t n = 0; mem && n < len; n += len > 4096 ? 61 : 1) {
-        if (ml_npmat_open_mem(&m, file, mem, n, &err) == 0) ml_npmat_close(&m);
+        if (ml_npmat_open_mem(&m, file, mem, n, &err) == 0) ml_npmat_free(&m);
     }
     free(mem);
 }
@@ -164,7 +164,7 @@ static void test_truncated(void) {
         ml_err err;
         if (ml_npmat_open_mem(&m, "npy_f4.npy", mem, n, &err) == 0) {
             opened++;
-            ml_npmat_close(&m);
+            ml_npmat_free(&m);
         } else if (n > 200) {
             CHECK_STR_CONTAINS(err.msg, "truncated");
         }
@@ -175,7 +175,7 @@ static void test_truncated(void) {
     for (size_t n = 0; mem && n < len; n++) {
         ml_npmat m;
         ml_err err;
-        if (ml_npmat_open_mem(&m, "npz", mem, n, &err) == 0) ml_npmat_close(&m);
+        if (ml_npmat_open_mem(&m, "npz", mem, n, &err) == 0) ml_npmat_free(&m);
     }
     free(mem);
 }
@@ -309,7 +309,7 @@ static void test_large_archive(void) {
             CHECK(count_bad(x, pick, np, 307, big_value) == 0);
             free(x);
             free(all);
-            ml_npmat_close(&m);
+            ml_npmat_free(&m);
         }
         unlink(path);
     }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <zip.h>
 
+#include "io/checkpoint.h"
 #include "io/tensorset_build.h"
 #include "unit.h"
 
@@ -32,7 +33,7 @@ static void test_parse_and_read(void) {
     unsigned char *buf = make_st(h, data6, sizeof data6, &len);
     ml_tensorset ts;
     ml_err err = {{0}};
-    CHECK_MSG(ml_tensorset_open_mem(&ts, "mem.safetensors", buf, len, &err) == 0, "%s", err.msg);
+    CHECK_MSG(ml_checkpoint_open_mem(&ts, "mem.safetensors", buf, len, &err) == 0, "%s", err.msg);
     CHECK_STR_CONTAINS(ts.format, "safetensors");
     CHECK(ts.n_tensors == 3);
     CHECK_STR_CONTAINS(ml_tensorset_meta(&ts, "num_attention_heads"), "12");
@@ -51,7 +52,7 @@ static void test_parse_and_read(void) {
     }
     const ml_tensor *e = ml_tensorset_find(&ts, "empty");
     CHECK(e && ml_tensor_numel(e) == 0 && ml_tensorset_read_f32(&ts, e, out, &err) == 0);
-    ml_tensorset_close(&ts);
+    ml_tensorset_free(&ts);
     free(buf);
 }
 
@@ -62,7 +63,7 @@ static void expect_fail(const char *header, const void *data, size_t data_len,
     unsigned char *buf = make_st(header, data, data_len, &len);
     ml_tensorset ts;
     ml_err err = {{0}};
-    CHECK_MSG(ml_tensorset_open_mem(&ts, "bad.safetensors", buf, len, &err) == -1,
+    CHECK_MSG(ml_checkpoint_open_mem(&ts, "bad.safetensors", buf, len, &err) == -1,
               "accepted: %s", header);
     CHECK_STR_CONTAINS(err.msg, "bad.safetensors");
     CHECK_STR_CONTAINS(err.msg, needle1);
@@ -108,7 +109,7 @@ static void test_truncated_and_foreign(void) {
                                  "\"data_offsets\":[0,24]}}", data6, sizeof data6, &len);
     /* Cut anywhere: in the length, the header, or the data. */
     for (size_t cut = 0; cut < len; cut += 3) {
-        CHECK_MSG(ml_tensorset_open_mem(&ts, "cut.safetensors", buf, cut, &err) == -1,
+        CHECK_MSG(ml_checkpoint_open_mem(&ts, "cut.safetensors", buf, cut, &err) == -1,
                   "accepted a file cut at %zu of %zu bytes", cut, len);
         CHECK_STR_CONTAINS(err.msg, "cut.safetensors");
     }
@@ -117,29 +118,29 @@ static void test_truncated_and_foreign(void) {
     buf[1] = 0;
     buf[2] = 0;
     buf[3] = 0x10;
-    CHECK(ml_tensorset_open_mem(&ts, "huge.safetensors", buf, len, &err) == -1);
+    CHECK(ml_checkpoint_open_mem(&ts, "huge.safetensors", buf, len, &err) == -1);
     CHECK_STR_CONTAINS(err.msg, "100 MB");
     buf[3] = 0;
     buf[0] = 0xf8;
-    CHECK(ml_tensorset_open_mem(&ts, "long.safetensors", buf, len, &err) == -1);
+    CHECK(ml_checkpoint_open_mem(&ts, "long.safetensors", buf, len, &err) == -1);
     CHECK_STR_CONTAINS(err.msg, "rest of the file");
     free(buf);
 
     static const unsigned char legacy[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
                                            0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e, 0x80};
-    CHECK(ml_tensorset_open_mem(&ts, "old.pt", legacy, sizeof legacy, &err) == -1);
+    CHECK(ml_checkpoint_open_mem(&ts, "old.pt", legacy, sizeof legacy, &err) == -1);
     CHECK_STR_CONTAINS(err.msg, "old.pt");
     CHECK_STR_CONTAINS(err.msg, "legacy");
     CHECK_STR_CONTAINS(err.msg, "torch.save");
 
     static const unsigned char notzip[] = "PK\x03\x04 this is not really a zip archive";
-    CHECK(ml_tensorset_open_mem(&ts, "broken.pt", notzip, sizeof notzip, &err) == -1);
+    CHECK(ml_checkpoint_open_mem(&ts, "broken.pt", notzip, sizeof notzip, &err) == -1);
     CHECK_STR_CONTAINS(err.msg, "broken.pt");
     CHECK_STR_CONTAINS(err.msg, "zip");
 
-    CHECK(ml_tensorset_open(&ts, "/nonexistent/model.safetensors", &err) == -1);
+    CHECK(ml_checkpoint_open(&ts, "/nonexistent/model.safetensors", &err) == -1);
     CHECK_STR_CONTAINS(err.msg, "/nonexistent/model.safetensors");
-    CHECK(ml_tensorset_open(&ts, "/", &err) == -1);
+    CHECK(ml_checkpoint_open(&ts, "/", &err) == -1);
 }
 
 static uint32_t bits(float f) {
@@ -152,7 +153,7 @@ static uint32_t bits(float f) {
 static void test_dtype_conversion_matches_torch(void) {
     ml_tensorset ts;
     ml_err err = {{0}};
-    if (ml_tensorset_open(&ts, FIXTURE("model/dtypes.safetensors"), &err) != 0) {
+    if (ml_checkpoint_open(&ts, FIXTURE("model/dtypes.safetensors"), &err) != 0) {
         CHECK_MSG(0, "%s", err.msg);
         return;
     }
@@ -175,7 +176,7 @@ static void test_dtype_conversion_matches_torch(void) {
     }
     CHECK(ml_tensorset_find(&ts, "f16")->dtype == ML_F16);
     CHECK(ml_tensorset_find(&ts, "bf16")->dtype == ML_BF16);
-    ml_tensorset_close(&ts);
+    ml_tensorset_free(&ts);
 }
 
 static void test_dtype_helpers(void) {
@@ -200,7 +201,7 @@ static void test_strided_views(void) {
     unsigned char *buf = make_st(h, data, sizeof data, &len);
     ml_tensorset ts;
     ml_err err = {{0}};
-    if (ml_tensorset_open_mem(&ts, "views", buf, len, &err) != 0) {
+    if (ml_checkpoint_open_mem(&ts, "views", buf, len, &err) != 0) {
         CHECK_MSG(0, "%s", err.msg);
         free(buf);
         return;
@@ -248,7 +249,7 @@ static void test_strided_views(void) {
     CHECK(ml_tensorset_add_meta(&ts, "k", "1", &err) == 0);
     CHECK(ml_tensorset_add_meta(&ts, "k", "2", &err) == 0);
     CHECK_STR_CONTAINS(ml_tensorset_meta(&ts, "k"), "2");
-    ml_tensorset_close(&ts);
+    ml_tensorset_free(&ts);
     free(buf);
 }
 
@@ -277,8 +278,7 @@ static void test_zip_storages(void) {
     CHECK(zip_close(za) == 0);
 
     ml_tensorset ts;
-    memset(&ts, 0, sizeof ts);
-    ts.fd = -1;
+    ml_tensorset_init(&ts);
     ts.path = strdup(path);
     ts.format = "pytorch";
     ts.zip = zip_open(path, ZIP_RDONLY, &zerr);
@@ -311,7 +311,7 @@ static void test_zip_storages(void) {
         CHECK(ml_tensorset_read_storage(&ts, &ts.storages[si], sizeof vals, 8, tail, &err) == -1);
         CHECK_STR_CONTAINS(err.msg, "zip entry");
     }
-    ml_tensorset_close(&ts);
+    ml_tensorset_free(&ts);
     unlink(path);
 }
 

@@ -2,6 +2,7 @@
  * container the research code produced: every tensor's name, dtype, shape and float32 values
  * must be those torch reports (the .expect files), views included; configs come through as
  * metadata; legacy, corrupt and foreign files fail with messages that say why. */
+#include "io/checkpoint.h"
 #include "io/npy.h"
 #include "io/textmat.h"
 #include "metalign/model.h"
@@ -69,9 +70,9 @@ static void check_ckpt(const char *name, int from_mem) {
     int rc;
     if (from_mem) {
         mem = slurp(path, &mem_len);
-        rc = mem ? ml_tensorset_open_mem(&ts, name, mem, mem_len, &err) : -1;
+        rc = mem ? ml_checkpoint_open_mem(&ts, name, mem, mem_len, &err) : -1;
     } else {
-        rc = ml_tensorset_open(&ts, path, &err);
+        rc = ml_checkpoint_open(&ts, path, &err);
     }
     CHECK_MSG(rc == 0, "%s: %s", name, err.msg);
     if (rc == 0) {
@@ -103,7 +104,7 @@ static void check_ckpt(const char *name, int from_mem) {
             at += n;
         }
         CHECK(at == vcols);
-        ml_tensorset_close(&ts);
+        ml_tensorset_free(&ts);
     }
     free(vals);
     free(mem);
@@ -114,12 +115,12 @@ static void test_seed_container(void) {
     check_ckpt("ckpt_seed", 1);
     ml_tensorset ts;
     ml_err err;
-    if (ml_tensorset_open(&ts, FIXTURE("io/ckpt_seed.pt"), &err) == 0) {
+    if (ml_checkpoint_open(&ts, FIXTURE("io/ckpt_seed.pt"), &err) == 0) {
         /* No config in the seed's container: the head count comes from --heads. */
         CHECK(ml_tensorset_meta(&ts, "num_attention_heads") == NULL);
         /* The optimizer's exp_avg tensors are not registered. */
         CHECK(ml_tensorset_find(&ts, "exp_avg") == NULL);
-        ml_tensorset_close(&ts);
+        ml_tensorset_free(&ts);
     }
 }
 
@@ -127,7 +128,7 @@ static void test_config_object(void) {
     check_ckpt("ckpt_config", 0);
     ml_tensorset ts;
     ml_err err;
-    CHECK_MSG(ml_tensorset_open(&ts, FIXTURE("io/ckpt_config.pt"), &err) == 0, "%s", err.msg);
+    CHECK_MSG(ml_checkpoint_open(&ts, FIXTURE("io/ckpt_config.pt"), &err) == 0, "%s", err.msg);
     if (ts.path) {
         CHECK_STR_CONTAINS(ml_tensorset_meta(&ts, "num_attention_heads"), "2");
         CHECK(!strcmp(ml_tensorset_meta(&ts, "num_attention_heads"), "2"));
@@ -136,14 +137,14 @@ static void test_config_object(void) {
         CHECK(!strcmp(ml_tensorset_meta(&ts, "rope"), "false"));
         CHECK(!strcmp(ml_tensorset_meta(&ts, "hidden_act"), "gelu"));
         CHECK(atof(ml_tensorset_meta(&ts, "attention_dropout")) == 0.1);
-        ml_tensorset_close(&ts);
+        ml_tensorset_free(&ts);
     }
 }
 
 static void test_config_dict(void) {
     ml_tensorset ts;
     ml_err err;
-    CHECK_MSG(ml_tensorset_open(&ts, FIXTURE("io/ckpt_dictcfg.pt"), &err) == 0, "%s", err.msg);
+    CHECK_MSG(ml_checkpoint_open(&ts, FIXTURE("io/ckpt_dictcfg.pt"), &err) == 0, "%s", err.msg);
     if (ts.path) {
         CHECK(ml_tensorset_find(&ts, "layers.1.mlp.fc2.weight") != NULL);
         const char *h = ml_tensorset_meta(&ts, "num_attention_heads");
@@ -154,7 +155,7 @@ static void test_config_dict(void) {
         CHECK(nm && !strcmp(nm, "seed"));
         const char *b = ml_tensorset_meta(&ts, "bias");
         CHECK(b && !strcmp(b, "false"));
-        ml_tensorset_close(&ts);
+        ml_tensorset_free(&ts);
     }
 }
 
@@ -173,13 +174,13 @@ static void test_views(void) {
     check_ckpt("ckpt_views", 0);
     ml_tensorset ts;
     ml_err err;
-    if (ml_tensorset_open(&ts, FIXTURE("io/ckpt_views.pt"), &err) == 0) {
+    if (ml_checkpoint_open(&ts, FIXTURE("io/ckpt_views.pt"), &err) == 0) {
         const ml_tensor *q = ml_tensorset_find(&ts, "layers.0.self_attn.qkv.weight");
         const ml_tensor *a = ml_tensorset_find(&ts, "layers.0.ln1.weight");
         const ml_tensor *b = ml_tensorset_find(&ts, "layers.0.ln2.weight");
         CHECK(q && q->stride[0] == 1 && q->stride[1] == 51 && q->offset == 54);
         CHECK(a && b && a->storage == b->storage && b->offset == 4);
-        ml_tensorset_close(&ts);
+        ml_tensorset_free(&ts);
     }
 }
 
@@ -198,9 +199,9 @@ static void expect_error(const char *file, const char *msg1, const char *msg2) {
     ml_err err = {""};
     char path[512];
     snprintf(path, sizeof path, "%s%s", FIXTURE("io/"), file);
-    int rc = ml_tensorset_open(&ts, path, &err);
+    int rc = ml_checkpoint_open(&ts, path, &err);
     CHECK_MSG(rc != 0, "%s opened", file);
-    if (rc == 0) ml_tensorset_close(&ts);
+    if (rc == 0) ml_tensorset_free(&ts);
     CHECK_STR_CONTAINS(err.msg, file);
     CHECK_STR_CONTAINS(err.msg, msg1);
     if (msg2) CHECK_STR_CONTAINS(err.msg, msg2);
@@ -209,7 +210,7 @@ static void expect_error(const char *file, const char *msg1, const char *msg2) {
     char *mem = slurp(path, &len);
     CHECK(mem != NULL);
     for (size_t n = 0; mem && n <= len; n += n + 64 < len ? 37 : 1) {
-        if (ml_tensorset_open_mem(&ts, file, mem, n, &err) == 0) ml_tensorset_close(&ts);
+        if (ml_checkpoint_open_mem(&ts, file, mem, n, &err) == 0) ml_tensorset_free(&ts);
     }
     free(mem);
 }
@@ -237,9 +238,9 @@ static void test_truncated_checkpoint(void) {
     for (size_t n = 0; mem && n < len; n += 97) {
         ml_tensorset ts;
         ml_err err;
-        if (ml_tensorset_open_mem(&ts, "x", mem, n, &err) == 0) {
+        if (ml_checkpoint_open_mem(&ts, "x", mem, n, &err) == 0) {
             opened++;
-            ml_tensorset_close(&ts);
+            ml_tensorset_free(&ts);
         }
     }
     CHECK(opened == 0);

@@ -4,6 +4,7 @@
  * label columns) and batching against the plain pass. */
 #include <stdint.h>
 
+#include "io/checkpoint.h"
 #include "metalign/blas.h"
 #include "io/tensorset.h"
 #include "metalign/model.h"
@@ -30,7 +31,7 @@ static int open_case(golden *g, const char *name) {
         return -1;
     }
     snprintf(path, sizeof path, FIXTURE("model/%s.golden.safetensors"), name);
-    if (ml_tensorset_open(&g->ts, path, &err) != 0) {
+    if (ml_checkpoint_open(&g->ts, path, &err) != 0) {
         CHECK_MSG(0, "%s: %s", name, err.msg);
         ml_model_free(&g->m);
         return -1;
@@ -39,7 +40,7 @@ static int open_case(golden *g, const char *name) {
 }
 
 static void close_case(golden *g) {
-    ml_tensorset_close(&g->ts);
+    ml_tensorset_free(&g->ts);
     ml_model_free(&g->m);
 }
 
