@@ -85,7 +85,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     ml_server server = {0};
-    if (ml_app_start(&app, &err) != 0 || ml_server_start(&server, &app, &err) != 0) {
+    if (ml_server_start(&server, &app, &err) != 0) {
         fprintf(stderr, "metalignd: cannot start: %s\n", err.msg);
         ml_app_free(&app);
         ml_config_free(&cfg);

@@ -16,6 +16,9 @@ typedef struct ml_err {
  * err may be NULL (the message is dropped). */
 int ml_errf(ml_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The same for functions that return a pointer: sets the message and returns NULL. */
+void *ml_errp(ml_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Prepends context to an existing message: "<context>: <old message>". Returns -1. */
 int ml_err_prefix(ml_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

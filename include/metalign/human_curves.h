@@ -3,32 +3,26 @@
 #ifndef METALIGN_HUMAN_CURVES_H
 #define METALIGN_HUMAN_CURVES_H
 
-#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "metalign/curve.h"
 #include "metalign/err.h"
 #include "metalign/human_csv.h"
 
 #define ML_HUMAN_MAX_TRIAL_LIMIT 100000 /* largest max_trial accepted */
 #define ML_HUMAN_MAX_DIMENSIONS 1024    /* most distinct dimensions accepted */
-#define ML_HUMAN_DEFAULT_N_BOOT 1000    /* seaborn's default */
-#define ML_HUMAN_DEFAULT_LEVEL 95.0
 
 /* One curve over trials 0..max_trial, built from the rows with trial <= max_trial (as the
  * notebook's `human_data[human_data.trial <= 99]`). p_correct[t] is the mean of `correct` over
  * the rows at trial t (every row is an observation, as in pandas' groupby-mean and seaborn's
  * lineplot); ci_low/ci_high the seeded percentile-bootstrap interval of that mean (stats.h).
- * A trial without rows has n[t] == 0 and NaN in the three values: callers must test n[t]
- * (ml_human_curve_json writes null there). */
+ * A trial without rows has curve.n[t] == 0 and NaN values: callers must test it. */
 typedef struct ml_human_curve {
     int dimension;        /* -1 for the overall curve */
     size_t participants;  /* distinct participants with a row at trial <= max_trial */
     size_t rows;          /* rows at trial <= max_trial */
-    int64_t *n;           /* (n_trials) rows at each trial */
-    double *p_correct;    /* (n_trials) */
-    double *ci_low;       /* (n_trials) */
-    double *ci_high;      /* (n_trials) */
+    ml_curve curve;       /* n: rows at each trial */
 } ml_human_curve;
 
 typedef struct ml_human_curves {
@@ -36,7 +30,6 @@ typedef struct ml_human_curves {
     int n_trials;         /* max_trial + 1 */
     uint64_t seed;
     int n_boot;
-    double level;
     ml_human_curve overall;
     int n_dims;
     ml_human_curve *by_dim; /* (n_dims), one per dimension present, ascending */
@@ -44,18 +37,11 @@ typedef struct ml_human_curves {
 
 /* Bootstrap draws for curve c at trial t come from ml_rng_seed(seed, stream) with
  * stream = t for the overall curve and ((dimension + 1) << 32) | t for a dimension, so a
- * curve's interval does not depend on which other dimensions are present. n_boot >= 1,
- * 0 < level < 100, 0 <= max_trial <= ML_HUMAN_MAX_TRIAL_LIMIT. */
+ * curve's interval does not depend on which other dimensions are present. Intervals are at
+ * ML_CI_LEVEL; n_boot = 0 gives none (NaN bounds). 0 <= max_trial <= ML_HUMAN_MAX_TRIAL_LIMIT,
+ * 0 <= n_boot <= ML_N_BOOT_MAX. */
 int ml_human_curves_compute(const ml_human_data *d, int max_trial, uint64_t seed, int n_boot,
-                            double level, ml_human_curves *out, ml_err *err);
+                            ml_human_curves *out, ml_err *err);
 void ml_human_curves_free(ml_human_curves *c);
-
-/* {"p_correct": [...], "ci_low": [...], "ci_high": [...], "n": [...]}, null where n == 0;
- * NULL only when out of memory. */
-json_t *ml_human_curve_json(const ml_human_curve *c, int n_trials);
-/* API.md's body without "source": {"participants", "rows", "max_trial", "n_boot", "level",
- * "seed", "curve": {...}, "by_dimension": [{"dimension", "participants", "rows", "curve"}]}.
- * NULL only when out of memory. */
-json_t *ml_human_curves_json(const ml_human_curves *c);
 
 #endif

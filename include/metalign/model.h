@@ -64,6 +64,9 @@ typedef struct ml_model {
                        * attention block is the linear map x -> (x Wv^T + bv) Wo^T + bo,
                        * one GEMM instead of two (the all-items, every-layer CKA workload) */
     float *vo_b;      /* (L, C) Wo bv + bo; NULL without biases */
+    int trained_seq_len; /* the sequence length it was trained on; 0 when the file does not
+                          * say (learned positions: their count; RoPE: the saved freqs_cis rows
+                          * or the config's sequence_length) */
     char *path;
     const char *format; /* "safetensors" | "pytorch" */
     int synthetic;      /* the file's metadata says it is synthetic (the demo bundle) */

@@ -19,31 +19,9 @@ static int cmp_u64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static void curve_free(ml_human_curve *c) {
-    free(c->n);
-    free(c->p_correct);
-    free(c->ci_low);
-    free(c->ci_high);
-    memset(c, 0, sizeof *c);
-}
-
-static int curve_alloc(ml_human_curve *c, int dimension, int n_trials) {
-    memset(c, 0, sizeof *c);
-    c->dimension = dimension;
-    c->n = calloc((size_t)n_trials, sizeof *c->n);
-    c->p_correct = malloc((size_t)n_trials * sizeof *c->p_correct);
-    c->ci_low = malloc((size_t)n_trials * sizeof *c->ci_low);
-    c->ci_high = malloc((size_t)n_trials * sizeof *c->ci_high);
-    if (!c->n || !c->p_correct || !c->ci_low || !c->ci_high) {
-        curve_free(c);
-        return -1;
-    }
-    return 0;
-}
-
 void ml_human_curves_free(ml_human_curves *c) {
-    curve_free(&c->overall);
-    for (int i = 0; i < c->n_dims; i++) curve_free(&c->by_dim[i]);
+    ml_curve_free(&c->overall.curve);
+    for (int i = 0; i < c->n_dims; i++) ml_curve_free(&c->by_dim[i].curve);
     free(c->by_dim);
     memset(c, 0, sizeof *c);
 }
@@ -100,40 +78,29 @@ static int count_participants(const ml_human_data *d, const int *dim_of, ml_huma
     return 0;
 }
 
-/* p(correct) and the bootstrap interval at every trial of c, from ones[t] of c->n[t]. */
-static void curve_finish(ml_human_curve *c, const int64_t *ones, int n_trials, uint64_t seed,
-                         uint64_t stream_base, int n_boot, double level, double *scratch) {
+/* p(correct) and the bootstrap interval at every trial of c, from ones[t] of n[t]. */
+static void curve_finish(ml_human_curve *c, const int64_t *ones, const int64_t *n, int n_trials,
+                         uint64_t seed, uint64_t stream_base, int n_boot, double *scratch) {
     for (int t = 0; t < n_trials; t++) {
-        if (c->n[t] == 0) {
-            c->p_correct[t] = c->ci_low[t] = c->ci_high[t] = NAN;
-            continue;
-        }
         ml_rng r;
         ml_rng_seed(&r, seed, stream_base | (uint64_t)t);
-        double mean;
-        ml_proportion_ci((size_t)ones[t], (size_t)c->n[t], n_boot, level, &r, scratch, &mean,
-                         &c->ci_low[t], &c->ci_high[t]);
-        /* sum / count, exactly as pandas' mean of a boolean column. */
-        c->p_correct[t] = (double)ones[t] / (double)c->n[t];
+        ml_curve_set(&c->curve, t, ones[t], n[t], n_boot, &r, scratch);
     }
 }
 
 int ml_human_curves_compute(const ml_human_data *d, int max_trial, uint64_t seed, int n_boot,
-                            double level, ml_human_curves *out, ml_err *err) {
+                            ml_human_curves *out, ml_err *err) {
     memset(out, 0, sizeof *out);
     if (max_trial < 0 || max_trial > ML_HUMAN_MAX_TRIAL_LIMIT)
         return ml_errf(err, "max_trial=%d is out of range: use 0..%d", max_trial,
                        ML_HUMAN_MAX_TRIAL_LIMIT);
-    if (n_boot < 1) return ml_errf(err, "n_boot=%d is out of range: use at least 1", n_boot);
-    if (!(level > 0 && level < 100))
-        return ml_errf(err, "level=%g is out of range: use a percentage between 0 and 100",
-                       level);
+    if (n_boot < 0 || n_boot > ML_N_BOOT_MAX)
+        return ml_errf(err, "n_boot=%d is out of range: use 0..%d", n_boot, ML_N_BOOT_MAX);
     int n_trials = max_trial + 1;
     out->max_trial = max_trial;
     out->n_trials = n_trials;
     out->seed = seed;
     out->n_boot = n_boot;
-    out->level = level;
 
     int32_t *dims = NULL;
     int n_dims = 0;
@@ -142,13 +109,16 @@ int ml_human_curves_compute(const ml_human_data *d, int max_trial, uint64_t seed
     int rc = -1;
     int *dim_of = malloc((d->n_rows ? d->n_rows : 1) * sizeof *dim_of);
     int64_t *ones = calloc((size_t)(n_dims + 1) * (size_t)n_trials, sizeof *ones);
-    double *scratch = malloc((size_t)n_boot * sizeof *scratch);
+    int64_t *rows = calloc((size_t)(n_dims + 1) * (size_t)n_trials, sizeof *rows);
+    double *scratch = malloc((size_t)(n_boot > 0 ? n_boot : 1) * sizeof *scratch);
     out->by_dim = calloc(n_dims ? (size_t)n_dims : 1, sizeof *out->by_dim);
-    if (!dim_of || !ones || !scratch || !out->by_dim ||
-        curve_alloc(&out->overall, -1, n_trials) != 0)
+    out->overall.dimension = -1;
+    if (!dim_of || !ones || !rows || !scratch || !out->by_dim ||
+        ml_curve_alloc(&out->overall.curve, n_trials) != 0)
         goto oom;
     for (int j = 0; j < n_dims; j++) {
-        if (curve_alloc(&out->by_dim[j], dims[j], n_trials) != 0) goto oom;
+        out->by_dim[j].dimension = dims[j];
+        if (ml_curve_alloc(&out->by_dim[j].curve, n_trials) != 0) goto oom;
         out->n_dims = j + 1;
     }
 
@@ -163,19 +133,22 @@ int ml_human_curves_compute(const ml_human_data *d, int max_trial, uint64_t seed
                                      cmp_i32);
         int j = (int)(hit - dims);
         dim_of[i] = j;
-        out->overall.n[t]++;
+        size_t at = (size_t)(1 + j) * (size_t)n_trials + (size_t)t;
+        rows[t]++;
         out->overall.rows++;
         ones[t] += d->correct[i];
-        out->by_dim[j].n[t]++;
+        rows[at]++;
         out->by_dim[j].rows++;
-        ones[(size_t)(1 + j) * (size_t)n_trials + (size_t)t] += d->correct[i];
+        ones[at] += d->correct[i];
     }
     if (count_participants(d, dim_of, out, err) != 0) goto fail;
 
-    curve_finish(&out->overall, ones, n_trials, seed, 0, n_boot, level, scratch);
-    for (int j = 0; j < n_dims; j++)
-        curve_finish(&out->by_dim[j], ones + (size_t)(1 + j) * (size_t)n_trials, n_trials, seed,
-                     (uint64_t)(dims[j] + 1) << 32, n_boot, level, scratch);
+    curve_finish(&out->overall, ones, rows, n_trials, seed, 0, n_boot, scratch);
+    for (int j = 0; j < n_dims; j++) {
+        size_t at = (size_t)(1 + j) * (size_t)n_trials;
+        curve_finish(&out->by_dim[j], ones + at, rows + at, n_trials, seed,
+                     (uint64_t)(dims[j] + 1) << 32, n_boot, scratch);
+    }
     rc = 0;
     goto done;
 oom:
@@ -187,40 +160,7 @@ done:
     free(dims);
     free(dim_of);
     free(ones);
+    free(rows);
     free(scratch);
     return rc;
-}
-
-/* A JSON array of values[t], null where n[t] == 0 (JSON has no NaN). */
-static json_t *values_json(const double *values, const int64_t *n, int n_trials) {
-    json_t *a = json_array();
-    for (int t = 0; a && t < n_trials; t++)
-        json_array_append_new(a, n[t] > 0 && isfinite(values[t]) ? json_real(values[t])
-                                                                  : json_null());
-    return a;
-}
-
-json_t *ml_human_curve_json(const ml_human_curve *c, int n_trials) {
-    json_t *counts = json_array();
-    for (int t = 0; counts && t < n_trials; t++)
-        json_array_append_new(counts, json_integer((json_int_t)c->n[t]));
-    return json_pack("{s:o,s:o,s:o,s:o}", "p_correct", values_json(c->p_correct, c->n, n_trials),
-                     "ci_low", values_json(c->ci_low, c->n, n_trials), "ci_high",
-                     values_json(c->ci_high, c->n, n_trials), "n", counts);
-}
-
-json_t *ml_human_curves_json(const ml_human_curves *c) {
-    json_t *dims = json_array();
-    for (int j = 0; dims && j < c->n_dims; j++) {
-        const ml_human_curve *dc = &c->by_dim[j];
-        json_array_append_new(dims, json_pack("{s:i,s:I,s:I,s:o}", "dimension", dc->dimension,
-                                              "participants", (json_int_t)dc->participants,
-                                              "rows", (json_int_t)dc->rows, "curve",
-                                              ml_human_curve_json(dc, c->n_trials)));
-    }
-    return json_pack("{s:I,s:I,s:i,s:i,s:f,s:I,s:o,s:o}", "participants",
-                     (json_int_t)c->overall.participants, "rows", (json_int_t)c->overall.rows,
-                     "max_trial", c->max_trial, "n_boot", c->n_boot, "level", c->level, "seed",
-                     (json_int_t)c->seed, "curve", ml_human_curve_json(&c->overall, c->n_trials),
-                     "by_dimension", dims);
 }

@@ -5,15 +5,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "metalign/blas.h"
 #include "engine/human_store.h"
-#include "metalign/human_curves.h"
+#include "metalign/blas.h"
 #include "util/priority.h"
-
-#define BATCH_ROWS 4096      /* rows per forward call: one workspace's size */
-#define MAX_SEQ_ROPE 4096    /* RoPE has no limit of its own; the workspace has */
-#define RESULT_CACHE_BYTES (256u << 20)
-#define RESULT_CACHE_ENTRIES 256
 
 static int check_shapes(const ml_model *m, const ml_dataset *d, ml_err *err) {
     int want = m->cfg.embedding ? m->cfg.input_size : m->cfg.hidden_size;
@@ -29,7 +23,7 @@ int ml_app_load(ml_app *app, const ml_config *cfg, ml_err *err) {
     memset(app, 0, sizeof *app);
     app->cfg = cfg;
     app->started_at = time(NULL);
-    for (int i = 0; i < 2; i++) ml_once_init(&app->acts_once[i]);
+    for (int i = 0; i < ML_N_INPUTS; i++) ml_once_init(&app->acts_once[i]);
     ml_once_init(&app->emb_once);
 
     if (ml_model_load(&app->model, cfg->checkpoint, cfg->heads ? cfg->heads : 12, err) != 0)
@@ -38,8 +32,9 @@ int ml_app_load(ml_app *app, const ml_config *cfg, ml_err *err) {
     if (ml_dataset_load(&app->data, &paths, err) != 0) return -1;
     if (check_shapes(&app->model, &app->data, err) != 0) return -1;
 
-    app->max_seq = app->model.cfg.pos == ML_POS_LEARNED ? app->model.cfg.max_seq_len : MAX_SEQ_ROPE;
-    app->batch_rows = BATCH_ROWS;
+    app->max_seq = app->model.cfg.pos == ML_POS_LEARNED ? app->model.cfg.max_seq_len
+                                                        : ML_APP_MAX_SEQ_ROPE;
+    if (app->max_seq > ML_APP_BATCH_ROWS) app->max_seq = ML_APP_BATCH_ROWS;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     app->threads = cfg->threads > 0 ? cfg->threads : (cores > 0 ? (int)cores : 1);
     return 0;
@@ -53,16 +48,24 @@ static void lower_priority(int self) {
     if (rc != 0) fprintf(stderr, "metalignd: warning: compute threads keep full priority: %s\n", err.msg);
 }
 
-int ml_app_start(ml_app *app, ml_err *err) {
-    ml_blas_set_threads(app->threads);
-    /* Every thread so far but this one is OpenBLAS's; the HTTP threads, started later from
-     * this thread, keep its priority. */
-    lower_priority(0);
-    app->metrics = NULL; /* set by the server (it knows the routes) */
-    app->jobs = ml_jobs_new(app->cfg->max_jobs, 256, app->cfg->job_ttl);
-    app->results = ml_lru_new(RESULT_CACHE_BYTES, RESULT_CACHE_ENTRIES);
-    app->cka = ml_cka_cache_new();
-    if (!app->jobs || !app->results || !app->cka) return ml_errf(err, "out of memory");
+static void *worker_init(void *arg, int id) {
+    lower_priority(1); /* and the forward-pass pool this worker creates */
+    ml_worker *w = calloc(1, sizeof *w);
+    if (w) {
+        w->id = id;
+        w->app = arg;
+    }
+    return w;
+}
+
+static void worker_fini(void *worker) {
+    ml_worker *w = worker;
+    if (!w) return;
+    if (w->has_runner) ml_runner_free(&w->runner);
+    free(w);
+}
+
+static int open_human(ml_app *app, ml_err *err) {
     ml_human_config hc;
     ml_human_config_defaults(&hc);
     hc.url = app->cfg->human_url;
@@ -72,13 +75,28 @@ int ml_app_start(ml_app *app, ml_err *err) {
     if (hc.connect_timeout_ms > hc.total_timeout_ms) hc.connect_timeout_ms = hc.total_timeout_ms;
     hc.max_bytes = app->cfg->human_max_bytes;
     app->human = ml_human_open(&hc, err);
-    if (!app->human) return ml_err_prefix(err, "human data (--human-url, --cache-dir)");
+    return app->human ? 0 : ml_err_prefix(err, "human data (--human-url, --cache-dir)");
+}
+
+int ml_app_start(ml_app *app, const char *const *route_names, int n_routes, ml_err *err) {
+    ml_blas_set_threads(app->threads);
+    /* Every thread so far but this one is OpenBLAS's; the HTTP threads, started later from
+     * this thread, keep its priority. */
+    lower_priority(0);
+    app->metrics = ml_metrics_new(route_names, n_routes);
+    app->jobs = ml_jobs_new(app->cfg->max_jobs, ML_JOBS_KEPT, app->cfg->job_ttl);
+    app->results = ml_lru_new(ML_RESULT_CACHE_BYTES, ML_RESULT_CACHE_ENTRIES);
+    app->cka = ml_cka_cache_new();
+    if (!app->metrics || !app->jobs || !app->results || !app->cka)
+        return ml_errf(err, "out of memory");
+    if (open_human(app, err) != 0) return -1;
     ml_workers_options wo = {
         .n_workers = app->threads,
+        /* async jobs leave one worker for interactive requests */
         .max_background = app->threads > 1 ? app->threads - 1 : 1,
-        .queue_cap = 256,
-        .init = ml_app_worker_init,
-        .fini = ml_app_worker_fini,
+        .queue_cap = ML_WORKER_QUEUE,
+        .init = worker_init,
+        .fini = worker_fini,
         .app = app,
     };
     app->workers = ml_workers_new(&wo, err);
@@ -86,6 +104,8 @@ int ml_app_start(ml_app *app, ml_err *err) {
     __atomic_store_n(&app->ready, 1, __ATOMIC_RELEASE);
     return 0;
 }
+
+int ml_app_is_ready(const ml_app *app) { return __atomic_load_n(&app->ready, __ATOMIC_ACQUIRE); }
 
 static void free_acts(ml_item_acts *a) {
     if (a->outs)
@@ -97,108 +117,54 @@ static void free_acts(ml_item_acts *a) {
 
 void ml_app_free(ml_app *app) {
     ml_workers_free(app->workers);
-    if (app->human) ml_human_close(app->human);
+    if (app->human) ml_human_free(app->human);
     ml_metrics_free(app->metrics);
     ml_jobs_free(app->jobs);
     ml_lru_free(app->results);
     ml_cka_cache_free(app->cka);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < ML_N_INPUTS; i++) {
         free_acts(&app->acts[i]);
-        ml_once_destroy(&app->acts_once[i]);
+        ml_once_free(&app->acts_once[i]);
         free(app->item_emb[i]);
     }
-    ml_once_destroy(&app->emb_once);
+    ml_once_free(&app->emb_once);
     ml_dataset_free(&app->data);
     ml_model_free(&app->model);
 }
 
-void *ml_app_worker_init(void *app, int id) {
-    (void)app;
-    lower_priority(1); /* and the forward-pass pool this worker creates */
-    ml_worker *w = calloc(1, sizeof *w);
-    if (w) w->id = id;
-    return w;
-}
-
-void ml_app_worker_fini(void *worker) {
-    ml_worker *w = worker;
-    if (!w) return;
-    ml_workspace_free(w->ws);
-    free(w->inp);
-    free(w->h0);
-    free(w);
-}
-
-int ml_app_worker_ready(ml_app *app, ml_worker *w, ml_err *err) {
-    if (w->ws) return 0;
-    w->ws = ml_workspace_new(&app->model, app->batch_rows, app->max_seq, err);
-    if (!w->ws) return -1;
-    w->h0 = malloc(sizeof(float) * (size_t)app->batch_rows * (size_t)app->model.cfg.hidden_size);
-    if (!w->h0) {
-        ml_workspace_free(w->ws);
-        w->ws = NULL;
-        return ml_errf(err, "out of memory for a forward-pass workspace of %d rows",
-                       app->batch_rows);
-    }
-    return 0;
-}
-
 static int compute_embeddings(void *arg, ml_err *err) {
     ml_app *app = arg;
-    size_t n = (size_t)app->data.n_items, C = (size_t)app->model.cfg.hidden_size;
-    const float *src[2] = {app->data.X, app->data.X_std};
-    for (int s = 0; s < 2; s++) {
-        float *E = malloc(sizeof(float) * n * C);
-        if (!E) return ml_errf(err, "out of memory for item embeddings (%zu x %zu)", n, C);
-        if (ml_embed_features(&app->model, src[s], (int)n, E, err) != 0) {
-            free(E);
-            return -1;
-        }
-        free(app->item_emb[s]);
-        app->item_emb[s] = E;
-    }
-    return 0;
+    return ml_item_embeddings(&app->model, &app->data, &app->item_emb[ML_INPUTS_RAW],
+                              &app->item_emb[ML_INPUTS_STANDARDIZED], err);
 }
 
-const float *ml_app_item_embeddings(ml_app *app, int standardize, ml_err *err) {
+ml_runner *ml_app_runner(ml_app *app, ml_worker *w, ml_err *err) {
+    if (w->has_runner) return &w->runner;
     if (ml_once_run(&app->emb_once, compute_embeddings, app, err) != 0) return NULL;
-    return app->item_emb[standardize ? 1 : 0];
+    if (ml_runner_init(&w->runner, &app->model, &app->data, app->item_emb[ML_INPUTS_RAW],
+                       app->item_emb[ML_INPUTS_STANDARDIZED], ML_APP_BATCH_ROWS, app->max_seq,
+                       err) != 0)
+        return NULL;
+    w->has_runner = 1;
+    return &w->runner;
 }
 
 int ml_app_run_items(ml_app *app, ml_worker *w, const int *items, const int *labels, int B, int S,
                      int standardize, float **outs, float *logits, ml_err *err) {
-    const float *E = ml_app_item_embeddings(app, standardize, err);
-    if (!E || ml_app_worker_ready(app, w, err) != 0) return -1;
-    if (S > app->max_seq || S > app->batch_rows)
-        return ml_errf(err, "sequences of %d trials are longer than this model allows (%d)", S,
-                       app->max_seq < app->batch_rows ? app->max_seq : app->batch_rows);
-    int n_out = ml_model_num_outputs(&app->model);
-    size_t C = (size_t)app->model.cfg.hidden_size;
-    int per_batch = app->batch_rows / S;
-    float *batch_outs[ML_MAX_LAYERS + 1];
-    for (int b0 = 0; b0 < B; b0 += per_batch) {
-        int nb = B - b0 < per_batch ? B - b0 : per_batch;
-        size_t row0 = (size_t)b0 * (size_t)S;
-        ml_embed_episodes(&app->model, E, items + row0, labels ? labels + row0 : NULL, nb, S,
-                          w->h0);
-        for (int i = 0; i < n_out; i++) batch_outs[i] = outs && outs[i] ? outs[i] + row0 * C : NULL;
-        if (ml_forward_from_embedding(&app->model, w->ws, w->h0, nb, S, outs ? batch_outs : NULL,
-                                      logits ? logits + row0 : NULL, err) != 0)
-            return -1;
-    }
-    return 0;
+    ml_runner *r = ml_app_runner(app, w, err);
+    return r ? ml_runner_run(r, items, labels, B, S, standardize, outs, logits, err) : -1;
 }
 
 typedef struct acts_job {
     ml_app *app;
     ml_worker *w;
-    int standardize;
+    ml_inputs in;
 } acts_job;
 
 static int compute_item_acts(void *arg, ml_err *err) {
     acts_job *job = arg;
     ml_app *app = job->app;
-    ml_item_acts *a = &app->acts[job->standardize];
+    ml_item_acts *a = &app->acts[job->in];
     int n = app->data.n_items;
     size_t C = (size_t)app->model.cfg.hidden_size;
     a->n_outputs = ml_model_num_outputs(&app->model);
@@ -216,21 +182,58 @@ static int compute_item_acts(void *arg, ml_err *err) {
         return ml_errf(err, "out of memory for the activations of %d items", n);
     }
     for (int i = 0; i < n; i++) items[i] = i;
-    int rc = ml_app_run_items(app, job->w, items, NULL, n, 1, job->standardize, a->outs, a->logits,
-                              err);
+    int rc = ml_app_run_items(app, job->w, items, NULL, n, 1, job->in == ML_INPUTS_STANDARDIZED,
+                              a->outs, a->logits, err);
     free(items);
     if (rc != 0) free_acts(a);
     return rc;
 }
 
-const ml_item_acts *ml_app_item_acts(ml_app *app, ml_worker *w, int standardize, ml_err *err) {
-    int s = standardize ? 1 : 0;
-    if (ml_once_done(&app->acts_once[s])) {
-        if (app->metrics) ml_metrics_add(app->metrics, ML_CNT_ACTS_CACHE_HIT, 1);
-        return &app->acts[s];
+int ml_app_acts_ready(ml_app *app, ml_inputs in) { return ml_once_done(&app->acts_once[in]); }
+
+const ml_item_acts *ml_app_item_acts(ml_app *app, ml_worker *w, ml_inputs in, ml_err *err) {
+    if (ml_once_done(&app->acts_once[in])) {
+        ml_metrics_add(app->metrics, ML_CNT_ACTS_CACHE_HIT, 1);
+        return &app->acts[in];
     }
-    acts_job job = {app, w, s};
-    if (ml_once_run(&app->acts_once[s], compute_item_acts, &job, err) != 0) return NULL;
-    if (app->metrics) ml_metrics_add(app->metrics, ML_CNT_ACTS_CACHE_MISS, 1);
-    return &app->acts[s];
+    acts_job job = {app, w, in};
+    if (ml_once_run(&app->acts_once[in], compute_item_acts, &job, err) != 0) return NULL;
+    ml_metrics_add(app->metrics, ML_CNT_ACTS_CACHE_MISS, 1);
+    return &app->acts[in];
+}
+
+int ml_app_cka_ready(ml_app *app) { return ml_cka_cache_ready(app->cka); }
+
+ml_cka_cache *ml_app_cka(ml_app *app, ml_worker *w, ml_err *err) {
+    if (ml_cka_cache_ready(app->cka)) return app->cka;
+    /* The notebook's setting: raw features, every item its own length-1 sequence. */
+    const ml_item_acts *acts = ml_app_item_acts(app, w, ML_INPUTS_RAW, err);
+    if (!acts || ml_cka_cache_prepare(app->cka, &app->data, (const float *const *)acts->outs,
+                                      acts->n_outputs, acts->hidden, err) != 0)
+        return NULL;
+    return app->cka;
+}
+
+int ml_app_cka_matrices_ready(ml_app *app) { return ml_cka_cache_matrices_ready(app->cka); }
+
+ml_cka_cache *ml_app_cka_matrices(ml_app *app, ml_worker *w, ml_err *err) {
+    ml_cka_cache *c = ml_app_cka(app, w, err);
+    return c && ml_cka_cache_matrices(c, err) == 0 ? c : NULL;
+}
+
+int ml_app_simulate(ml_app *app, ml_worker *w, const ml_sim_request *rq,
+                    const ml_sim_hooks *hooks, ml_sim_result *res, ml_err *err) {
+    ml_runner *r = ml_app_runner(app, w, err);
+    if (!r) return -1;
+    int rc = ml_simulate(r, rq, hooks, res, err);
+    if (rc == 0) ml_metrics_add(app->metrics, ML_CNT_EPISODES, (uint64_t)rq->episodes);
+    return rc;
+}
+
+const char *ml_app_rep_name(const ml_app *app, int i, char *buf, size_t len) {
+    if (i == 0) {
+        snprintf(buf, len, "backbone");
+        return buf;
+    }
+    return ml_model_output_name(&app->model, i - 1, buf, len);
 }

@@ -1,83 +1,105 @@
-/* The loaded world and everything the handlers share: configuration, model, data, caches,
- * workers, jobs and metrics. Built once at start-up; the model and data are read-only after
- * that, and everything derived from them is computed once, on first use, and kept. */
-#ifndef METALIGN_APP_H
-#define METALIGN_APP_H
+/* The running world: configuration, model, data, the caches derived from them, the compute
+ * workers, jobs, metrics and the human-data store. Built once; the model and data are
+ * read-only after loading, and everything derived from them is computed once, on first use,
+ * and kept. Callers ask the app ("are the activations ready?") rather than reach into it. */
+#ifndef METALIGN_ENGINE_APP_H
+#define METALIGN_ENGINE_APP_H
 
 #include <time.h>
 
-#include "util/lru.h"
-#include "engine/cka_cache.h"
 #include "config.h"
-#include "metalign/dataset.h"
+#include "engine/cka_cache.h"
 #include "engine/jobs.h"
 #include "engine/metrics.h"
-#include "metalign/model.h"
-#include "util/once.h"
 #include "engine/workers.h"
+#include "metalign/dataset.h"
+#include "metalign/model.h"
+#include "metalign/runner.h"
+#include "metalign/simulate.h"
+#include "util/lru.h"
+#include "util/once.h"
+
+/* Which features the model is fed. */
+typedef enum ml_inputs { ML_INPUTS_RAW, ML_INPUTS_STANDARDIZED, ML_N_INPUTS } ml_inputs;
+
+#define ML_APP_BATCH_ROWS 4096     /* rows per forward call: one workspace's size */
+#define ML_APP_MAX_SEQ_ROPE 4096   /* RoPE has no limit of its own; the workspace has */
+#define ML_RESULT_CACHE_BYTES ((size_t)256 << 20)
+#define ML_RESULT_CACHE_ENTRIES 256
+#define ML_JOBS_KEPT 256           /* finished jobs remembered */
+#define ML_WORKER_QUEUE 256        /* queued tasks per class */
 
 /* Activations of every item as its own length-1 sequence (the notebook's CKA setting). */
 typedef struct ml_item_acts {
-    int n_outputs;  /* embedding + one per block */
+    int n_outputs;  /* one per ml_model_num_outputs */
     int n_items;
     int hidden;     /* C */
     float **outs;   /* n_outputs arrays of (n_items, C) */
     float *logits;  /* (n_items) */
 } ml_item_acts;
 
-/* Per compute-worker context: its forward-pass workspace, allocated on first use. */
+typedef struct ml_app ml_app;
+
+/* A compute worker's context: its runner (workspace), made on first use. */
 typedef struct ml_worker {
     int id;
-    ml_workspace *ws;
-    float *inp;     /* (ws_rows, In) input scratch */
-    float *h0;      /* (ws_rows, C) embedding scratch */
+    ml_app *app;
+    int has_runner;
+    ml_runner runner;
 } ml_worker;
 
-typedef struct ml_app {
+struct ml_app {
     const ml_config *cfg;
     ml_model model;
     ml_dataset data;
     int threads;          /* compute threads in use */
-    int batch_rows;       /* rows per forward call (workspace size) */
     int max_seq;          /* longest sequence a request may ask for */
     time_t started_at;
-    int ready;            /* atomic: model and data loaded */
+    int ready;            /* atomic: model and data loaded, workers running */
 
-    ml_metrics *metrics;  /* made by the server (it knows the routes), freed with the app */
+    ml_metrics *metrics;  /* owned */
     ml_workers *workers;
     ml_jobs *jobs;
-    ml_lru *results;      /* serialised answers of heavy requests, by canonical request */
+    ml_lru *results;      /* rendered answers and computed results, by canonical request */
     struct ml_human *human; /* the human data: fetched on demand, cached on disk */
 
-    /* Derived once, on first use (see app.c). */
-    ml_once acts_once[2]; /* [0] raw inputs, [1] standardised */
-    ml_item_acts acts[2];
+    /* Derived once, on first use (app.c). */
     ml_once emb_once;
-    float *item_emb[2];   /* (n_items, C): features through the embedding, raw / standardised */
+    float *item_emb[ML_N_INPUTS]; /* (n_items, C): features through the embedding */
+    ml_once acts_once[ML_N_INPUTS];
+    ml_item_acts acts[ML_N_INPUTS];
     ml_cka_cache *cka;
-} ml_app;
+};
 
 /* Loads model and data as the configuration says; err names the file and the problem. */
 int ml_app_load(ml_app *app, const ml_config *cfg, ml_err *err);
-/* Starts workers and caches (after a successful load). */
-int ml_app_start(ml_app *app, ml_err *err);
+/* Starts metrics (labelled by the caller's route names), caches, the human store and the
+ * workers, after a successful load. */
+int ml_app_start(ml_app *app, const char *const *route_names, int n_routes, ml_err *err);
+int ml_app_is_ready(const ml_app *app);
 void ml_app_free(ml_app *app);
 
-/* Worker thread hooks (ml_workers_options.init / fini). */
-void *ml_app_worker_init(void *app, int id);
-void ml_app_worker_fini(void *worker);
-/* The worker's workspace, allocating it on first use. */
-int ml_app_worker_ready(ml_app *app, ml_worker *w, ml_err *err);
-
-/* All-item activations (standardised or raw inputs), computed once. */
-const ml_item_acts *ml_app_item_acts(ml_app *app, ml_worker *w, int standardize, ml_err *err);
-/* Per-item embeddings, computed once. */
-const float *ml_app_item_embeddings(ml_app *app, int standardize, ml_err *err);
-
-/* Runs B sequences given as item indices (B, S) and labels (B, S) (labels may be NULL for
- * S == 1) through the model in worker-sized batches; outs as in ml_forward (each (B, S, C)
- * or NULL), logits (B, S) or NULL. */
+/* The worker's runner, made on first use. */
+ml_runner *ml_app_runner(ml_app *app, ml_worker *w, ml_err *err);
+/* ml_runner_run on the worker's runner. */
 int ml_app_run_items(ml_app *app, ml_worker *w, const int *items, const int *labels, int B, int S,
                      int standardize, float **outs, float *logits, ml_err *err);
+
+/* The all-item activations (computed once per kind of input), and whether they are. */
+int ml_app_acts_ready(ml_app *app, ml_inputs in);
+const ml_item_acts *ml_app_item_acts(ml_app *app, ml_worker *w, ml_inputs in, ml_err *err);
+
+/* The CKA cache, prepared from the raw all-item activations (the notebook's setting). */
+int ml_app_cka_ready(ml_app *app);
+ml_cka_cache *ml_app_cka(ml_app *app, ml_worker *w, ml_err *err);
+int ml_app_cka_matrices_ready(ml_app *app);
+ml_cka_cache *ml_app_cka_matrices(ml_app *app, ml_worker *w, ml_err *err);
+
+/* ml_simulate on the worker's runner, counted in the metrics. */
+int ml_app_simulate(ml_app *app, ml_worker *w, const ml_sim_request *rq,
+                    const ml_sim_hooks *hooks, ml_sim_result *res, ml_err *err);
+
+/* Name of CKA representation i: "backbone", then the model's output names. */
+const char *ml_app_rep_name(const ml_app *app, int i, char *buf, size_t len);
 
 #endif

@@ -1,16 +1,14 @@
-/* The CKA side of the app: the target and every representation (the backbone baseline, then
- * the embedding and each block over all items) prepared once, on first use, and shared
+/* The CKA side of the running world: the target and every representation (the backbone
+ * baseline, then each model output over all items) prepared once, on first use, and shared
  * read-only by every request afterwards; the representation-by-representation matrices
- * likewise. */
-#ifndef METALIGN_CKA_CACHE_H
-#define METALIGN_CKA_CACHE_H
+ * likewise. It is given what it needs; it knows nothing of its owner. */
+#ifndef METALIGN_ENGINE_CKA_CACHE_H
+#define METALIGN_ENGINE_CKA_CACHE_H
 
 #include "metalign/cka.h"
+#include "metalign/dataset.h"
 #include "metalign/err.h"
 #include "util/once.h"
-
-struct ml_app;
-struct ml_worker;
 
 typedef struct ml_cka_cache {
     ml_once prepared;
@@ -25,11 +23,13 @@ typedef struct ml_cka_cache {
 ml_cka_cache *ml_cka_cache_new(void);
 void ml_cka_cache_free(ml_cka_cache *c);
 
-/* Prepares target and representations (computing the all-item activations if needed). */
-int ml_cka_cache_prepare(struct ml_app *app, struct ml_worker *w, ml_err *err);
-/* Both matrices (after prepare). */
-int ml_cka_cache_matrices(struct ml_app *app, ml_err *err);
-/* Name of representation i: "backbone", "embedding", "layer_0", ... */
-const char *ml_cka_rep_name(const struct ml_app *app, int i, char *buf, size_t len);
+/* Prepares the target (d->Y) and the representations: d->X (the baseline) and outs[i]
+ * (n_items, hidden) for i < n_outputs. Runs once; later calls return the first outcome. */
+int ml_cka_cache_prepare(ml_cka_cache *c, const ml_dataset *d, const float *const *outs,
+                         int n_outputs, int hidden, ml_err *err);
+int ml_cka_cache_ready(ml_cka_cache *c);
+/* Both matrices (after prepare), computed once. */
+int ml_cka_cache_matrices(ml_cka_cache *c, ml_err *err);
+int ml_cka_cache_matrices_ready(ml_cka_cache *c);
 
 #endif

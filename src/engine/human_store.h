@@ -3,7 +3,6 @@
 #ifndef METALIGN_ENGINE_HUMAN_STORE_H
 #define METALIGN_ENGINE_HUMAN_STORE_H
 
-#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -13,9 +12,6 @@
 #include "util/buf.h"
 
 #define ML_HUMAN_USER_AGENT "metalignd/" ML_VERSION " (human learning data; libcurl)"
-#define ML_HUMAN_CSV_NAME "human.csv"   /* in cache_dir */
-/* {format, url, fetched_at, validated_at, bytes, sha256, etag, last_modified} */
-#define ML_HUMAN_META_NAME "human.json"
 
 typedef struct ml_human_config {
     const char *url;          /* copied */
@@ -38,10 +34,10 @@ typedef struct ml_human_snapshot {
     ml_human_data data;
     char sha256[ML_SHA256_HEX_LEN];
     size_t bytes;
-    int refs;                 /* private: use ml_human_snapshot_release */
+    int refs;                 /* private: use ml_human_snapshot_unref */
 } ml_human_snapshot;
 
-void ml_human_snapshot_release(ml_human_snapshot *s);
+void ml_human_snapshot_unref(ml_human_snapshot *s);
 
 /* What the last call did. */
 typedef enum ml_human_outcome {
@@ -93,7 +89,7 @@ typedef struct ml_human ml_human;
  * bad configuration or an unusable cache_dir. */
 ml_human *ml_human_open(const ml_human_config *cfg, ml_err *err);
 /* Call once no other thread uses the store. */
-void ml_human_close(ml_human *h);
+void ml_human_free(ml_human *h);
 
 /* The current copy, downloading it if there is none. Concurrent callers without a copy share
  * one download and its result. A copy older than max_age is revalidated by this caller (a
@@ -116,15 +112,6 @@ void ml_human_stats_get(ml_human *h, ml_human_stats *out);
 const char *ml_human_csv_path(const ml_human *h);
 const char *ml_human_meta_path(const ml_human *h);
 
-/* "2024-05-01T12:00:00Z" (needs 21 bytes). */
-void ml_human_format_time(time_t t, char out[21]);
-
-/* API.md's "source": {"url", "fetched_at", "validated_at", "bytes", "sha256", "from_cache",
- * "stale", "outcome", "last_error": null | {"code", "message", "at"}}. */
-json_t *ml_human_source_json(const ml_human_status *st);
-/* /v1/info's "human": {"url", "cached", "fetched_at", "validated_at", "bytes", "sha256",
- * "stale", "last_error", "notice"} (null where there is no value). */
-json_t *ml_human_status_json(const ml_human_status *st);
 /* Appends Prometheus text: metalignd_human_fetches_total{result=...}, cache hits, waits, disk
  * loads, set-aside copies, and gauges for the cached copy (cached, stale, bytes, age). */
 void ml_human_render_metrics(ml_human *h, ml_buf *out);

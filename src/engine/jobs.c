@@ -7,7 +7,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#define JOB_ID_HEX 32
+#define JOB_ID_HEX 32 /* 128 random bits */
 
 struct ml_job {
     int refs;            /* atomic */
@@ -47,7 +47,7 @@ ml_job *ml_job_ref(ml_job *j) {
     return j;
 }
 
-void ml_job_release(ml_job *j) {
+void ml_job_unref(ml_job *j) {
     if (!j || __atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
     ml_blob_unref(j->result);
     free(j->key);
@@ -60,7 +60,7 @@ void ml_jobs_free(ml_jobs *js) {
     while (j) {
         ml_job *next = j->next;
         j->owner = NULL;
-        ml_job_release(j);
+        ml_job_unref(j);
         j = next;
     }
     pthread_mutex_destroy(&js->lock);
@@ -81,7 +81,7 @@ static void expire(ml_jobs *js, time_t now) {
             kept++;
             if (now - j->finished > js->ttl || kept > js->max_kept) {
                 *link = j->next;
-                ml_job_release(j);
+                ml_job_unref(j);
                 continue;
             }
         }
@@ -128,15 +128,15 @@ ml_job *ml_jobs_create(ml_jobs *js, const char *kind, const char *key, int total
     }
     if (active >= js->max_active) {
         pthread_mutex_unlock(&js->lock);
-        return ml_errf(err, "%d jobs are already queued or running (the limit, --max-jobs); "
+        return ml_errp(err, "%d jobs are already queued or running (the limit, --max-jobs); "
                             "wait for one to finish or cancel one with DELETE /v1/jobs/<id>",
-                       active), NULL;
+                       active);
     }
     ml_job *j = calloc(1, sizeof *j);
     if (!j || (key && !(j->key = strdup(key)))) {
         pthread_mutex_unlock(&js->lock);
         free(j);
-        return ml_errf(err, "out of memory"), NULL;
+        return ml_errp(err, "out of memory");
     }
     j->refs = 2; /* the table's and the caller's */
     new_id(j->id);
@@ -191,8 +191,8 @@ void ml_jobs_cancel_all(ml_jobs *js) {
     pthread_mutex_unlock(&js->lock);
 }
 
-void ml_jobs_counts(ml_jobs *js, int counts[5]) {
-    memset(counts, 0, 5 * sizeof counts[0]);
+void ml_jobs_counts(ml_jobs *js, int counts[ML_JOB_N_STATUS]) {
+    memset(counts, 0, ML_JOB_N_STATUS * sizeof counts[0]);
     pthread_mutex_lock(&js->lock);
     for (ml_job *j = js->list; j; j = j->next) counts[j->status]++;
     pthread_mutex_unlock(&js->lock);
@@ -259,54 +259,29 @@ void ml_job_fail(ml_job *j, const char *code, const char *message) {
     job_unlock(j);
 }
 
-void ml_job_cancelled(ml_job *j) {
+void ml_job_mark_cancelled(ml_job *j) {
     job_lock(j);
     finish(j, ML_JOB_CANCELLED);
     job_unlock(j);
 }
 
-static void iso_time(time_t t, char *buf, size_t len) {
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-/* The error text is ours, but escape it anyway so the output is always valid JSON. */
-static void json_string(ml_buf *out, const char *s) {
-    ml_buf_puts(out, "\"");
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            ml_buf_printf(out, "\\%c", c);
-        else if (c < 0x20)
-            ml_buf_printf(out, "\\u%04x", c);
-        else
-            ml_buf_append(out, s, 1);
-    }
-    ml_buf_puts(out, "\"");
-}
-
-void ml_job_render(ml_job *j, ml_buf *out) {
+void ml_job_info_get(ml_job *j, ml_job_info *out) {
+    memset(out, 0, sizeof *out);
     job_lock(j);
-    char created[32], finished[32];
-    iso_time(j->created, created, sizeof created);
-    ml_buf_printf(out, "{\"job\":\"%s\",\"kind\":\"%s\",\"status\":\"%s\","
-                       "\"progress\":{\"done\":%d,\"total\":%d},\"created_at\":\"%s\"",
-                  j->id, j->kind, ml_job_status_name(j->status), j->done, j->total, created);
-    if (!is_active(j)) {
-        iso_time(j->finished, finished, sizeof finished);
-        ml_buf_printf(out, ",\"finished_at\":\"%s\"", finished);
-    }
-    if (j->status == ML_JOB_DONE && j->result) {
-        ml_buf_puts(out, ",\"result\":");
-        ml_buf_append(out, j->result->data, j->result->len);
-    } else if (j->status == ML_JOB_FAILED) {
-        ml_buf_puts(out, ",\"error\":{\"code\":");
-        json_string(out, j->error_code);
-        ml_buf_puts(out, ",\"message\":");
-        json_string(out, j->error_msg);
-        ml_buf_puts(out, "}");
-    }
-    ml_buf_puts(out, "}");
+    snprintf(out->id, sizeof out->id, "%s", j->id);
+    snprintf(out->kind, sizeof out->kind, "%s", j->kind);
+    out->status = j->status;
+    out->done = j->done;
+    out->total = j->total;
+    out->created = j->created;
+    out->finished = is_active(j) ? 0 : j->finished;
+    if (j->status == ML_JOB_DONE) out->result = ml_blob_ref(j->result);
+    snprintf(out->error_code, sizeof out->error_code, "%s", j->error_code);
+    snprintf(out->error_msg, sizeof out->error_msg, "%s", j->error_msg);
     job_unlock(j);
+}
+
+void ml_job_info_free(ml_job_info *info) {
+    ml_blob_unref(info->result);
+    info->result = NULL;
 }

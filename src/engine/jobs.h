@@ -1,13 +1,13 @@
 /* Long requests run as jobs: a bounded table of them, each with a random id, progress that
  * the worker updates as it goes, a cancel flag it checks between batches, and the finished
- * answer kept for a while (job_ttl) so a client can fetch it later. */
+ * answer (opaque bytes the caller rendered) kept for a while (job_ttl) so a client can fetch
+ * it later. */
 #ifndef METALIGN_JOBS_H
 #define METALIGN_JOBS_H
 
 #include <time.h>
 
 #include "util/blob.h"
-#include "util/buf.h"
 #include "metalign/err.h"
 
 typedef enum ml_job_status {
@@ -16,6 +16,7 @@ typedef enum ml_job_status {
     ML_JOB_DONE,
     ML_JOB_FAILED,
     ML_JOB_CANCELLED,
+    ML_JOB_N_STATUS
 } ml_job_status;
 
 typedef struct ml_job ml_job;
@@ -35,10 +36,10 @@ ml_job *ml_jobs_get(ml_jobs *js, const char *id);
 /* Asks a job to stop; 0 if it existed. A queued job is cancelled at once. */
 int ml_jobs_cancel(ml_jobs *js, const char *id);
 void ml_jobs_cancel_all(ml_jobs *js);
-void ml_jobs_counts(ml_jobs *js, int counts[5]); /* by ml_job_status */
+void ml_jobs_counts(ml_jobs *js, int counts[ML_JOB_N_STATUS]);
 
 ml_job *ml_job_ref(ml_job *j);
-void ml_job_release(ml_job *j);
+void ml_job_unref(ml_job *j);
 const char *ml_job_id(const ml_job *j);
 ml_job_status ml_job_get_status(const ml_job *j);
 const char *ml_job_status_name(ml_job_status s);
@@ -50,10 +51,21 @@ int ml_job_cancel_requested(const ml_job *j);
 void ml_job_finish(ml_job *j, ml_blob *result); /* takes a reference of its own */
 void ml_job_fail(ml_job *j, const char *code, const char *message);
 /* Marks a job that honoured its cancel flag. */
-void ml_job_cancelled(ml_job *j);
+void ml_job_mark_cancelled(ml_job *j);
 
-/* {"job": id, "kind", "status", "progress": {"done", "total"}, "created_at",
- *  "finished_at", "result": {...} | "error": {...}} */
-void ml_job_render(ml_job *j, ml_buf *out);
+/* A consistent copy of a job's state, for rendering. */
+typedef struct ml_job_info {
+    char id[33];
+    char kind[32];
+    ml_job_status status;
+    int done, total;
+    time_t created, finished;  /* finished: 0 while active */
+    ml_blob *result;           /* a reference when done (ml_job_info_free drops it) */
+    char error_code[48];
+    char error_msg[ML_ERR_MAX];
+} ml_job_info;
+
+void ml_job_info_get(ml_job *j, ml_job_info *out);
+void ml_job_info_free(ml_job_info *info);
 
 #endif

@@ -82,7 +82,7 @@ static void *worker_main(void *arg) {
 
 ml_workers *ml_workers_new(const ml_workers_options *opt, ml_err *err) {
     ml_workers *w = calloc(1, sizeof *w);
-    if (!w) return ml_errf(err, "out of memory"), NULL;
+    if (!w) return ml_errp(err, "out of memory");
     w->opt = *opt;
     if (w->opt.n_workers < 1) w->opt.n_workers = 1;
     if (w->opt.max_background < 1) w->opt.max_background = 1;
@@ -93,7 +93,7 @@ ml_workers *ml_workers_new(const ml_workers_options *opt, ml_err *err) {
     w->threads = calloc((size_t)w->opt.n_workers, sizeof *w->threads);
     if (!w->threads) {
         free(w);
-        return ml_errf(err, "out of memory"), NULL;
+        return ml_errp(err, "out of memory");
     }
     for (int i = 0; i < w->opt.n_workers; i++) {
         worker_start *s = malloc(sizeof *s);
@@ -101,7 +101,7 @@ ml_workers *ml_workers_new(const ml_workers_options *opt, ml_err *err) {
                                  (*s = (worker_start){w, i}, s)) != 0) {
             free(s);
             ml_workers_free(w);
-            return ml_errf(err, "cannot start compute worker %d", i), NULL;
+            return ml_errp(err, "cannot start compute worker %d", i);
         }
         w->n_threads++;
     }

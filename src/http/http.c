@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/blob.h"
 #include "util/buf.h"
 
 struct ml_http {
@@ -31,6 +32,7 @@ typedef struct req_ctx {
     int too_large;
     _Atomic int offloaded; /* handed to a worker; the resumed call queues the answer */
     char *path;
+    char *param;           /* the path's last segment after a prefix route, without a '/' */
     ml_query_arg *query;
     int n_query;
     ml_request req;
@@ -43,91 +45,11 @@ static double elapsed_since(const struct timespec *t0) {
     return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) * 1e-9;
 }
 
-/* ---- responses ---- */
-
-void ml_response_reset(ml_response *r) {
-    free(r->body);
-    memset(r, 0, sizeof *r);
-}
-
-void ml_respond_raw(ml_response *r, int status, const char *content_type, char *body, size_t len) {
-    free(r->body);
-    r->status = status;
-    r->content_type = content_type;
-    r->body = body;
-    r->body_len = len;
-}
-
-void ml_respond_json_prec(ml_response *r, int status, json_t *doc, int precision) {
-    if (precision < 1 || precision > 17) precision = 17;
-    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(precision)) : NULL;
-    json_decref(doc);
-    if (!text) {
-        ml_respond_error(r, 500, "internal", "the answer could not be serialised");
-        return;
-    }
-    size_t len = strlen(text);
-    /* json_dumps uses jansson's allocator, which is malloc unless someone changed it. */
-    ml_respond_raw(r, status, "application/json", text, len);
-}
-
-void ml_respond_json(ml_response *r, int status, json_t *doc) {
-    ml_respond_json_prec(r, status, doc, 17);
-}
-
-void ml_respond_error(ml_response *r, int status, const char *code, const char *fmt, ...) {
-    char msg[ML_ERR_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    json_t *doc = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    if (!text) text = strdup("{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}");
-    ml_respond_raw(r, status, "application/json", text, text ? strlen(text) : 0);
-}
-
-/* ---- requests ---- */
-
-const char *ml_request_arg(const ml_request *r, const char *key) {
-    for (int i = 0; i < r->n_query; i++)
-        if (strcmp(r->query[i].key, key) == 0) return r->query[i].value;
-    return NULL;
-}
-
-int ml_request_check_args(const ml_request *r, const char *const *allowed, ml_response *resp) {
-    for (int i = 0; i < r->n_query; i++) {
-        int ok = 0;
-        for (const char *const *a = allowed; *a && !ok; a++) ok = strcmp(*a, r->query[i].key) == 0;
-        for (int j = 0; j < i && ok; j++)
-            if (strcmp(r->query[j].key, r->query[i].key) == 0) {
-                ml_respond_error(resp, 400, "duplicate_argument",
-                                 "query argument \"%s\" is given twice; give it once",
-                                 r->query[i].key);
-                return -1;
-            }
-        if (!ok) {
-            ml_buf names = {0};
-            for (const char *const *a = allowed; *a; a++) {
-                if (names.len) ml_buf_puts(&names, ", ");
-                ml_buf_puts(&names, *a);
-            }
-            ml_respond_error(resp, 400, "unknown_argument",
-                             "unknown query argument \"%s\"; this endpoint accepts: %s",
-                             r->query[i].key, names.len ? names.data : "none");
-            ml_buf_free(&names);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
                                    const char *value) {
     (void)kind;
     req_ctx *ctx = cls;
-    if (ctx->n_query >= 64) return MHD_NO; /* more than any endpoint takes; the rest is ignored */
+    if (ctx->n_query >= ML_MAX_QUERY_ARGS) return MHD_NO; /* more than any endpoint takes */
     ml_query_arg *q = realloc(ctx->query, sizeof *q * (size_t)(ctx->n_query + 1));
     if (!q) return MHD_NO;
     ctx->query = q;
@@ -149,22 +71,40 @@ static void free_ctx(req_ctx *ctx) {
     }
     free(ctx->query);
     free(ctx->path);
+    free(ctx->param);
     ml_buf_free(&ctx->body);
     ml_response_reset(&ctx->resp);
     free(ctx);
 }
 
+static void release_blob(void *blob) { ml_blob_unref(blob); }
+
 static enum MHD_Result queue(req_ctx *ctx) {
     ml_response *r = &ctx->resp;
     if (!r->status) ml_respond_error(r, 500, "internal", "the request was not answered");
-    struct MHD_Response *m = MHD_create_response_from_buffer(r->body_len, r->body,
-                                                             MHD_RESPMEM_MUST_FREE);
-    if (!m) return MHD_NO;
-    r->body = NULL; /* MHD frees it now */
-    r->body_len = 0;
+    struct MHD_Response *m;
+    if (r->blob) {
+        /* The cached bytes themselves: MHD drops our reference once the client has them. */
+        m = MHD_create_response_from_buffer_with_free_callback_cls(
+            r->blob->len, r->blob->data, release_blob, r->blob);
+        if (!m) return MHD_NO;
+        r->blob = NULL;
+    } else {
+        m = MHD_create_response_from_buffer(r->body_len, r->body ? r->body : (char *)"",
+                                            r->body ? MHD_RESPMEM_MUST_FREE
+                                                    : MHD_RESPMEM_PERSISTENT);
+        if (!m) return MHD_NO;
+        r->body = NULL; /* MHD frees it now */
+        r->body_len = 0;
+    }
     if (r->content_type) MHD_add_response_header(m, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
     if (r->allow[0]) MHD_add_response_header(m, MHD_HTTP_HEADER_ALLOW, r->allow);
     if (r->location[0]) MHD_add_response_header(m, MHD_HTTP_HEADER_LOCATION, r->location);
+    if (r->retry_after > 0) {
+        char s[16];
+        snprintf(s, sizeof s, "%d", r->retry_after);
+        MHD_add_response_header(m, MHD_HTTP_HEADER_RETRY_AFTER, s);
+    }
     MHD_add_response_header(m, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     enum MHD_Result rc = MHD_queue_response(ctx->conn, (unsigned)r->status, m);
     MHD_destroy_response(m);
@@ -181,12 +121,15 @@ static void run_offloaded(void *arg, void *worker) {
 static void prepare_request(req_ctx *ctx, const char *method) {
     ctx->req.method = method;
     ctx->req.path = ctx->path;
-    ctx->req.path_param = ctx->dispatch.path_param;
+    if (ctx->dispatch.path_param && !ctx->param)
+        ctx->param = strndup(ctx->dispatch.path_param, ctx->dispatch.path_param_len);
+    ctx->req.path_param = ctx->param;
     ctx->req.query = ctx->query;
     ctx->req.n_query = ctx->n_query;
     if (!ctx->body.data) ml_buf_append(&ctx->body, "", 0);
     ctx->req.body = ctx->body.data ? ctx->body.data : "";
     ctx->req.body_len = ctx->body.len;
+    ctx->req.accept = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -252,7 +195,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                          "no endpoint at %s; see the README for the API (GET /v1/info to start)",
                          ctx->path);
     } else if (ctx->dispatch.status == 405) {
-        snprintf(ctx->resp.allow, sizeof ctx->resp.allow, "%s", ctx->dispatch.allow);
         ml_respond_error(&ctx->resp, 405, "method_not_allowed",
                          "%s is not allowed on %s; use %s", method, ctx->path,
                          ctx->dispatch.allow);
@@ -266,8 +208,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             if (h->hooks.offload(h->hooks.app, run_offloaded, ctx) == 0) return MHD_YES;
             MHD_resume_connection(conn);
             atomic_store(&ctx->offloaded, 0);
-            ml_respond_error(&ctx->resp, 503, "busy",
-                             "the server is saturated with heavy requests; retry shortly");
+            ml_respond_unavailable(&ctx->resp, 1, "busy",
+                                   "the server is saturated with heavy requests; retry shortly");
         }
     }
     return queue(ctx);
@@ -305,13 +247,13 @@ ml_http *ml_http_start(const ml_http_options *opt, const ml_http_hooks *hooks, m
     snprintf(port, sizeof port, "%d", opt->port);
     int gai = getaddrinfo(opt->host, port, &hints, &ai);
     if (gai != 0)
-        return ml_errf(err, "listen %s:%d: cannot resolve host: %s", opt->host, opt->port,
-                       gai_strerror(gai)), NULL;
+        return ml_errp(err, "listen %s:%d: cannot resolve host: %s", opt->host, opt->port,
+                       gai_strerror(gai));
 
     ml_http *h = calloc(1, sizeof *h);
     if (!h) {
         freeaddrinfo(ai);
-        return ml_errf(err, "out of memory"), NULL;
+        return ml_errp(err, "out of memory");
     }
     h->hooks = *hooks;
     h->max_body = opt->max_body_bytes;
@@ -331,8 +273,8 @@ ml_http *ml_http_start(const ml_http_options *opt, const ml_http_hooks *hooks, m
     freeaddrinfo(ai);
     if (!h->daemon) {
         free(h);
-        return ml_errf(err, "listen %s:%d: cannot start the HTTP server (address in use, or "
-                            "not an address of this machine?)", opt->host, opt->port), NULL;
+        return ml_errp(err, "listen %s:%d: cannot start the HTTP server (address in use, or "
+                            "not an address of this machine?)", opt->host, opt->port);
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
     h->port = info ? info->port : opt->port;
@@ -340,8 +282,6 @@ ml_http *ml_http_start(const ml_http_options *opt, const ml_http_hooks *hooks, m
 }
 
 int ml_http_port(const ml_http *h) { return h->port; }
-
-int ml_http_in_flight(const ml_http *h) { return atomic_load(&((ml_http *)h)->in_flight); }
 
 void ml_http_stop(ml_http *h, double grace_seconds) {
     if (!h) return;

@@ -1,5 +1,7 @@
 #include "http/routes.h"
 
+#include "http/handlers/handlers.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -22,31 +24,42 @@ const ml_route ml_routes[] = {
 };
 const int ml_n_routes = (int)(sizeof ml_routes / sizeof ml_routes[0]);
 
-static int path_matches(const ml_route *r, const char *path, const char **param) {
+/* path without its trailing slash ("/v1/info/" is "/v1/info"; "/" stays "/") in len. */
+static size_t trimmed_len(const char *path) {
+    size_t n = strlen(path);
+    return n > 1 && path[n - 1] == '/' ? n - 1 : n;
+}
+
+static int path_matches(const ml_route *r, const char *path, size_t len, const char **param,
+                        size_t *param_len) {
     size_t n = strlen(r->path);
-    if (n > 1 && r->path[n - 1] == '/') {
-        if (strncmp(path, r->path, n) != 0 || !path[n] || strchr(path + n, '/')) return 0;
+    if (n > 1 && r->path[n - 1] == '/') { /* a prefix route: one more path segment */
+        if (len <= n || strncmp(path, r->path, n) != 0) return 0;
+        const char *slash = memchr(path + n, '/', len - n);
+        if (slash) return 0;
         *param = path + n;
+        *param_len = len - n;
         return 1;
     }
-    /* A trailing slash is forgiven: /v1/info/ is /v1/info. */
-    size_t pn = strlen(path);
-    if (pn == n + 1 && path[n] == '/' && n > 1) pn = n;
     *param = NULL;
-    return pn == n && strncmp(path, r->path, n) == 0;
+    *param_len = 0;
+    return len == n && strncmp(path, r->path, n) == 0;
 }
 
 void ml_route_match(const char *method, const char *path, ml_dispatch *out) {
     memset(out, 0, sizeof *out);
     out->route = -1;
     out->status = 404;
+    size_t len = trimmed_len(path);
     for (int i = 0; i < ml_n_routes; i++) {
         const char *param = NULL;
-        if (!path_matches(&ml_routes[i], path, &param)) continue;
+        size_t param_len = 0;
+        if (!path_matches(&ml_routes[i], path, len, &param, &param_len)) continue;
         if (strcmp(ml_routes[i].method, method) == 0) {
             out->route = i;
             out->status = 0;
             out->path_param = param;
+            out->path_param_len = param_len;
             out->allow[0] = '\0';
             out->has_fast = ml_routes[i].fast != NULL;
             out->has_slow = ml_routes[i].slow != NULL;

@@ -1,11 +1,11 @@
-/* The endpoint table and the handlers behind it. Each handler is a small function over the
- * app; "fast" ones run in the HTTP I/O threads (health, cached answers), "slow" ones on a
- * compute worker (forward passes, simulations, downloads). */
-#ifndef METALIGN_ROUTES_H
-#define METALIGN_ROUTES_H
+/* The endpoint table (like Redis's command table): one row per method and path drives the
+ * dispatch, the Allow header, the metrics labels and the list at GET /. "fast" handlers run
+ * in the HTTP I/O threads (health, cached answers) and may leave the answer to the "slow"
+ * one, which runs on a compute worker (forward passes, simulations, downloads). */
+#ifndef METALIGN_HTTP_ROUTES_H
+#define METALIGN_HTTP_ROUTES_H
 
 #include "engine/app.h"
-#include "util/buf.h"
 #include "http/http.h"
 
 typedef void (*ml_fast_handler)(ml_app *app, const ml_request *req, ml_response *resp);
@@ -23,40 +23,8 @@ typedef struct ml_route {
 extern const ml_route ml_routes[];
 extern const int ml_n_routes;
 
-/* Fills out for method + path (ml_http_hooks.route). */
+/* Fills out for method + path (ml_http_hooks.route). A trailing slash is forgiven on every
+ * route ("/v1/info/", "/v1/jobs/<id>/"). */
 void ml_route_match(const char *method, const char *path, ml_dispatch *out);
-
-/* handlers_basic.c */
-void ml_h_root(ml_app *app, const ml_request *req, ml_response *resp);
-void ml_h_healthz(ml_app *app, const ml_request *req, ml_response *resp);
-void ml_h_readyz(ml_app *app, const ml_request *req, ml_response *resp);
-void ml_h_info(ml_app *app, const ml_request *req, ml_response *resp);
-void ml_h_items(ml_app *app, const ml_request *req, ml_response *resp);
-void ml_h_metrics(ml_app *app, const ml_request *req, ml_response *resp);
-void ml_h_job_get(ml_app *app, const ml_request *req, ml_response *resp);
-void ml_h_job_delete(ml_app *app, const ml_request *req, ml_response *resp);
-
-/* handlers_model.c */
-void ml_h_activations(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
-void ml_h_cka_fast(ml_app *app, const ml_request *req, ml_response *resp);
-void ml_h_cka(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
-void ml_h_cka_matrix_fast(ml_app *app, const ml_request *req, ml_response *resp);
-void ml_h_cka_matrix(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
-
-/* handlers_curves.c */
-void ml_h_curves_fast(ml_app *app, const ml_request *req, ml_response *resp);
-void ml_h_curves(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
-
-/* handlers_human.c */
-void ml_h_human_curves(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
-void ml_h_human_refresh(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
-void ml_h_compare(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
-
-/* The human-data part of /v1/info and /metrics. */
-json_t *ml_human_info_json(ml_app *app);
-void ml_human_metrics(ml_app *app, ml_buf *out);
-
-/* Shared by handlers: a blob answer (serialised JSON) as the response body. */
-void ml_respond_blob(ml_response *resp, int status, const ml_blob *b);
 
 #endif

@@ -4,6 +4,9 @@
 
 #include "http/routes.h"
 
+#define ML_CONNECTION_LIMIT 1024
+#define ML_IDLE_TIMEOUT_SECONDS 60
+
 static void hook_route(const char *method, const char *path, ml_dispatch *out) {
     ml_route_match(method, path, out);
 }
@@ -29,11 +32,12 @@ static void hook_completed(void *app, int route, int status, double seconds) {
 
 int ml_server_start(ml_server *s, ml_app *app, ml_err *err) {
     s->app = app;
-    const char *names[64];
-    if (ml_n_routes > 64) return ml_errf(err, "too many routes");
+    const char **names = malloc(sizeof *names * (size_t)ml_n_routes);
+    if (!names) return ml_errf(err, "out of memory");
     for (int i = 0; i < ml_n_routes; i++) names[i] = ml_routes[i].name;
-    app->metrics = ml_metrics_new(names, ml_n_routes);
-    if (!app->metrics) return ml_errf(err, "out of memory");
+    int rc = ml_app_start(app, names, ml_n_routes, err);
+    free(names);
+    if (rc != 0) return -1;
 
     char host[256];
     int port;
@@ -43,8 +47,8 @@ int ml_server_start(ml_server *s, ml_app *app, ml_err *err) {
         .port = port,
         .threads = app->cfg->http_threads,
         .max_body_bytes = app->cfg->max_body_bytes,
-        .connection_limit = 1024,
-        .idle_timeout = 60,
+        .connection_limit = ML_CONNECTION_LIMIT,
+        .idle_timeout = ML_IDLE_TIMEOUT_SECONDS,
     };
     ml_http_hooks hooks = {
         .app = app,

@@ -1,6 +1,6 @@
 /* The running service: the app behind the HTTP glue. */
-#ifndef METALIGN_SERVER_H
-#define METALIGN_SERVER_H
+#ifndef METALIGN_HTTP_SERVER_H
+#define METALIGN_HTTP_SERVER_H
 
 #include "engine/app.h"
 #include "http/http.h"
@@ -10,7 +10,8 @@ typedef struct ml_server {
     ml_http *http;
 } ml_server;
 
-/* Starts serving app on cfg->listen. */
+/* Starts the app (metrics labelled by the route table, caches, workers) and serves it on
+ * cfg->listen. */
 int ml_server_start(ml_server *s, ml_app *app, ml_err *err);
 int ml_server_port(const ml_server *s);
 /* Cancels jobs, lets requests in flight finish (up to grace_seconds), stops. */

@@ -240,3 +240,24 @@ int ml_fetch_to_fd(const ml_fetch_request *rq, int fd, ml_fetch_result *res, ml_
     }
     return 0;
 }
+
+const char *ml_fetch_code_name(ml_fetch_code c) {
+    static const char *const names[ML_FETCH_N_CODES] = {
+        [ML_FETCH_OK] = "ok",
+        [ML_FETCH_E_BAD_URL] = "upstream_bad_url",
+        [ML_FETCH_E_DNS] = "upstream_dns",
+        [ML_FETCH_E_REFUSED] = "upstream_refused",
+        [ML_FETCH_E_TIMEOUT] = "upstream_timeout",
+        [ML_FETCH_E_TLS] = "upstream_tls",
+        [ML_FETCH_E_STATUS] = "upstream_status",
+        [ML_FETCH_E_REDIRECTS] = "upstream_redirects",
+        [ML_FETCH_E_TOO_LARGE] = "upstream_too_large",
+        [ML_FETCH_E_TRUNCATED] = "upstream_truncated",
+        [ML_FETCH_E_NOT_CSV] = "upstream_not_csv",
+        [ML_FETCH_E_BAD_CSV] = "upstream_bad_csv",
+        [ML_FETCH_E_NETWORK] = "upstream_error",
+        [ML_FETCH_E_CACHE_IO] = "cache_io",
+        [ML_FETCH_E_INTERNAL] = "internal",
+    };
+    return (unsigned)c < ML_FETCH_N_CODES ? names[c] : "internal";
+}

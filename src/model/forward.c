@@ -152,13 +152,13 @@ static int rope_tables(ml_workspace *ws, const ml_model *m) {
 
 ml_workspace *ml_workspace_new(const ml_model *m, int max_rows, int max_seq, ml_err *err) {
     if (max_rows < 1 || max_seq < 1)
-        return ml_errf(err, "workspace: max_rows (%d) and max_seq (%d) must be positive",
-                       max_rows, max_seq), NULL;
+        return ml_errp(err, "workspace: max_rows (%d) and max_seq (%d) must be positive",
+                       max_rows, max_seq);
     if (m->cfg.pos == ML_POS_LEARNED && max_seq > m->cfg.max_seq_len) max_seq = m->cfg.max_seq_len;
     if (m->cfg.pos == ML_POS_ROPE && max_seq > m->rope_len) max_seq = m->rope_len;
     if (max_seq > max_rows) max_seq = max_rows;
     ml_workspace *ws = calloc(1, sizeof *ws);
-    if (!ws) return ml_errf(err, "out of memory"), NULL;
+    if (!ws) return ml_errp(err, "out of memory");
     ws->max_rows = max_rows;
     ws->max_seq = max_seq;
     ws->C = m->cfg.hidden_size;

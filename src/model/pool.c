@@ -58,12 +58,12 @@ static void *worker_main(void *arg) {
 
 ml_pool *ml_pool_new(int n_threads, ml_err *err) {
     ml_pool *p = calloc(1, sizeof *p);
-    if (!p) return ml_errf(err, "out of memory"), NULL;
+    if (!p) return ml_errp(err, "out of memory");
     int workers = n_threads > 1 ? n_threads - 1 : 0;
     p->threads = calloc((size_t)workers + 1, sizeof *p->threads);
     if (!p->threads) {
         free(p);
-        return ml_errf(err, "out of memory"), NULL;
+        return ml_errp(err, "out of memory");
     }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
@@ -74,7 +74,7 @@ ml_pool *ml_pool_new(int n_threads, ml_err *err) {
         if (!wa || pthread_create(&p->threads[i], NULL, worker_main, wa) != 0) {
             free(wa);
             ml_pool_free(p);
-            return ml_errf(err, "cannot start the forward-pass threads"), NULL;
+            return ml_errp(err, "cannot start the forward-pass threads");
         }
         p->n_workers++;
     }

@@ -346,6 +346,14 @@ static int bind_model(ml_model *m, const ml_tensorset *ts, int heads_hint, ml_er
     const ml_tensor *fc = ml_tensorset_find(ts, "freqs_cis");
     if (fc && fc->ndim >= 1 && fc->shape[0] > rope_len && fc->shape[0] <= ML_MAX_DIM)
         rope_len = (int)fc->shape[0];
+    /* What the model was trained on: its learned positions, else the RoPE buffer the
+     * research code saves (sequence_length rows), else a pickled config's field. */
+    if (m->cfg.pos == ML_POS_LEARNED)
+        m->trained_seq_len = m->cfg.max_seq_len;
+    else if (fc && fc->ndim >= 1 && fc->shape[0] > 0 && fc->shape[0] <= ML_MAX_DIM)
+        m->trained_seq_len = (int)fc->shape[0];
+    else if (ml_tensorset_meta(ts, "sequence_length"))
+        m->trained_seq_len = atoi(ml_tensorset_meta(ts, "sequence_length"));
     if (m->cfg.pos == ML_POS_ROPE && rope_tables(m, rope_len, err)) return -1;
     if (fused_value_output(m, err)) return -1;
     return label_columns(m, err);

@@ -1,6 +1,5 @@
 #include "util/buf.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,19 +75,6 @@ void ml_buf_base64(ml_buf *b, const void *data, size_t n) {
     }
     b->len = (size_t)(o - b->data);
     b->data[b->len] = '\0';
-}
-
-int ml_buf_json_floats(ml_buf *b, const float *v, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(v[i])) return -1;
-    ml_buf_puts(b, "[");
-    for (size_t i = 0; i < n; i++) {
-        if (buf_reserve(b, 24) != 0) return 0;
-        int k = snprintf(b->data + b->len, 24, i ? ",%.9g" : "%.9g", (double)v[i]);
-        b->len += (size_t)k;
-    }
-    ml_buf_puts(b, "]");
-    return 0;
 }
 
 char *ml_buf_take(ml_buf *b, size_t *len) {

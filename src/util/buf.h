@@ -16,9 +16,6 @@ void ml_buf_puts(ml_buf *b, const char *s);
 void ml_buf_printf(ml_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Standard base64 (RFC 4648, with padding) of n bytes. */
 void ml_buf_base64(ml_buf *b, const void *data, size_t n);
-/* "[v0,v1,...]" with %.9g (enough digits to round-trip a float32). Returns -1, appending
- * nothing, when a value is not finite (JSON has no NaN). */
-int ml_buf_json_floats(ml_buf *b, const float *v, size_t n);
 
 /* Hands the bytes to the caller (who frees them) and resets b. */
 char *ml_buf_take(ml_buf *b, size_t *len);

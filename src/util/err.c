@@ -26,6 +26,15 @@ int ml_errf(ml_err *err, const char *fmt, ...) {
     return -1;
 }
 
+void *ml_errp(ml_err *err, const char *fmt, ...) {
+    if (!err) return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
 int ml_err_prefix(ml_err *err, const char *fmt, ...) {
     if (!err) return -1;
     char ctx[ML_ERR_MAX], old[ML_ERR_MAX];

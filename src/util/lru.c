@@ -4,10 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Few entries (tens), so a list in recency order is simpler than a hash and fast enough. */
+/* At most a few hundred entries (the bounds the app sets), so a list in recency order is
+ * simpler than a hash and fast enough. */
 typedef struct lru_entry {
     char *key;
-    ml_blob *blob;
+    ml_ref *obj;
     struct lru_entry *prev, *next; /* head = most recent */
 } lru_entry;
 
@@ -43,8 +44,8 @@ static void push_front(ml_lru *c, lru_entry *e) {
 static void drop_entry(ml_lru *c, lru_entry *e) {
     unlink_entry(c, e);
     c->entries--;
-    c->bytes -= e->blob->len;
-    ml_blob_unref(e->blob);
+    c->bytes -= e->obj->bytes;
+    ml_unref(e->obj);
     free(e->key);
     free(e);
 }
@@ -62,21 +63,28 @@ void ml_lru_free(ml_lru *c) {
     free(c);
 }
 
-ml_blob *ml_lru_get(ml_lru *c, const char *key) {
+ml_ref *ml_lru_get(ml_lru *c, const char *key) {
     pthread_mutex_lock(&c->lock);
     lru_entry *e = find(c, key);
-    ml_blob *b = NULL;
+    ml_ref *r = NULL;
     if (e) {
         unlink_entry(c, e);
         push_front(c, e);
-        b = ml_blob_ref(e->blob);
+        r = ml_ref_inc(e->obj);
     }
     pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+ml_blob *ml_lru_get_blob(ml_lru *c, const char *key) {
+    ml_ref *r = ml_lru_get(c, key);
+    ml_blob *b = ml_blob_from_ref(r);
+    if (!b) ml_unref(r);
     return b;
 }
 
-void ml_lru_put(ml_lru *c, const char *key, ml_blob *b) {
-    if (!b || b->len > c->max_bytes) return;
+void ml_lru_put(ml_lru *c, const char *key, ml_ref *obj) {
+    if (!obj || obj->bytes > c->max_bytes) return;
     lru_entry *fresh = calloc(1, sizeof *fresh);
     char *k = strdup(key);
     if (!fresh || !k) {
@@ -85,15 +93,26 @@ void ml_lru_put(ml_lru *c, const char *key, ml_blob *b) {
         return;
     }
     fresh->key = k;
-    fresh->blob = ml_blob_ref(b);
+    fresh->obj = ml_ref_inc(obj);
     pthread_mutex_lock(&c->lock);
     lru_entry *old = find(c, key);
     if (old) drop_entry(c, old);
     push_front(c, fresh);
     c->entries++;
-    c->bytes += b->len;
+    c->bytes += obj->bytes;
     while (c->tail && (c->entries > c->max_entries || c->bytes > c->max_bytes))
         drop_entry(c, c->tail);
+    pthread_mutex_unlock(&c->lock);
+}
+
+void ml_lru_put_blob(ml_lru *c, const char *key, ml_blob *b) {
+    ml_lru_put(c, key, b ? &b->ref : NULL);
+}
+
+void ml_lru_remove(ml_lru *c, const char *key) {
+    pthread_mutex_lock(&c->lock);
+    lru_entry *e = find(c, key);
+    if (e) drop_entry(c, e);
     pthread_mutex_unlock(&c->lock);
 }
 

@@ -1,19 +1,27 @@
+/* A bounded least-recently-used map from keys to shared objects (util/ref.h): rendered
+ * answers, computed results. Bounded by entries and by the objects' bytes; thread-safe. */
 #ifndef METALIGN_UTIL_LRU_H
 #define METALIGN_UTIL_LRU_H
 
 #include <stddef.h>
 
 #include "util/blob.h"
+#include "util/ref.h"
 
-/* A bounded least-recently-used map from request keys to answers. */
 typedef struct ml_lru ml_lru;
+
 ml_lru *ml_lru_new(size_t max_bytes, int max_entries);
 void ml_lru_free(ml_lru *c);
-/* A new reference to the answer for key, or NULL. */
-ml_blob *ml_lru_get(ml_lru *c, const char *key);
-/* Stores a reference to b under key (replacing an older one), evicting the oldest entries
- * beyond the bounds. An answer larger than max_bytes is not kept. */
-void ml_lru_put(ml_lru *c, const char *key, ml_blob *b);
+/* A new reference to the object under key, or NULL. */
+ml_ref *ml_lru_get(ml_lru *c, const char *key);
+/* The same for a blob (NULL when absent or not a blob). */
+ml_blob *ml_lru_get_blob(ml_lru *c, const char *key);
+/* Stores a reference to obj under key (replacing an older one), evicting the least recently
+ * used entries beyond the bounds. An object larger than max_bytes is not kept. */
+void ml_lru_put(ml_lru *c, const char *key, ml_ref *obj);
+void ml_lru_put_blob(ml_lru *c, const char *key, ml_blob *b);
+/* Drops the entry under key, if any. */
+void ml_lru_remove(ml_lru *c, const char *key);
 void ml_lru_stats(ml_lru *c, int *entries, size_t *bytes);
 
 #endif

@@ -6,7 +6,7 @@ void ml_once_init(ml_once *o) {
     o->state = 0;
 }
 
-void ml_once_destroy(ml_once *o) {
+void ml_once_free(ml_once *o) {
     pthread_mutex_destroy(&o->lock);
     pthread_cond_destroy(&o->done);
 }

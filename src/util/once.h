@@ -17,7 +17,7 @@ typedef struct ml_once {
 #define ML_ONCE_INIT {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0}
 
 void ml_once_init(ml_once *o);
-void ml_once_destroy(ml_once *o);
+void ml_once_free(ml_once *o);
 /* 0 once fn has succeeded (now or before); -1 with err when this call's fn failed. A caller
  * that waited on a run that failed tries fn itself. */
 int ml_once_run(ml_once *o, int (*fn)(void *arg, ml_err *err), void *arg, ml_err *err);

@@ -37,27 +37,27 @@ static void compare_curve(const ml_human_curve *c, int n_trials, json_t *ref, co
               json_array_size(p));
     for (int t = 0; t < n_trials && t < (int)json_array_size(p); t++) {
         json_int_t rn = json_integer_value(json_array_get(n, (size_t)t));
-        CHECK_MSG(c->n[t] == rn, "%s trial %d: n %lld, pandas %lld", what, t,
-                  (long long)c->n[t], (long long)rn);
+        CHECK_MSG(c->curve.n[t] == rn, "%s trial %d: n %lld, pandas %lld", what, t,
+                  (long long)c->curve.n[t], (long long)rn);
         if (rn == 0) {
-            CHECK_MSG(json_is_null(json_array_get(p, (size_t)t)) && isnan(c->p_correct[t]),
+            CHECK_MSG(json_is_null(json_array_get(p, (size_t)t)) && isnan(c->curve.p_correct[t]),
                       "%s trial %d: empty trial has a value", what, t);
             continue;
         }
         double rp = json_real_value(json_array_get(p, (size_t)t));
-        CHECK_MSG(fabs(c->p_correct[t] - rp) <= 1e-12, "%s trial %d: p %.17g, pandas %.17g",
-                  what, t, c->p_correct[t], rp);
+        CHECK_MSG(fabs(c->curve.p_correct[t] - rp) <= 1e-12, "%s trial %d: p %.17g, pandas %.17g",
+                  what, t, c->curve.p_correct[t], rp);
         double atom = 1.0 / (double)rn + 1e-9;
         double rlo = json_real_value(json_array_get(lo, (size_t)t));
         double rhi = json_real_value(json_array_get(hi, (size_t)t));
-        CHECK_MSG(fabs(c->ci_low[t] - rlo) <= atom && fabs(c->ci_high[t] - rhi) <= atom,
+        CHECK_MSG(fabs(c->curve.ci_low[t] - rlo) <= atom && fabs(c->curve.ci_high[t] - rhi) <= atom,
                   "%s trial %d (n=%lld): ci [%g, %g], seaborn's [%g, %g]", what, t,
-                  (long long)rn, c->ci_low[t], c->ci_high[t], rlo, rhi);
-        CHECK_MSG(c->ci_low[t] <= c->p_correct[t] + 1e-12 &&
-                      c->p_correct[t] <= c->ci_high[t] + 1e-12,
-                  "%s trial %d: p %g outside [%g, %g]", what, t, c->p_correct[t], c->ci_low[t],
-                  c->ci_high[t]);
-        cs->sum_abs += (fabs(c->ci_low[t] - rlo) + fabs(c->ci_high[t] - rhi)) * (double)rn;
+                  (long long)rn, c->curve.ci_low[t], c->curve.ci_high[t], rlo, rhi);
+        CHECK_MSG(c->curve.ci_low[t] <= c->curve.p_correct[t] + 1e-12 &&
+                      c->curve.p_correct[t] <= c->curve.ci_high[t] + 1e-12,
+                  "%s trial %d: p %g outside [%g, %g]", what, t, c->curve.p_correct[t], c->curve.ci_low[t],
+                  c->curve.ci_high[t]);
+        cs->sum_abs += (fabs(c->curve.ci_low[t] - rlo) + fabs(c->curve.ci_high[t] - rhi)) * (double)rn;
         cs->count += 2;
     }
 }
@@ -70,6 +70,8 @@ static void test_curves_match_pandas(void) {
     }
     int n_boot = (int)json_integer_value(json_object_get(ref, "n_boot"));
     double level = json_number_value(json_object_get(ref, "level"));
+    CHECK_MSG(level == ML_CI_LEVEL, "the reference's level %g is not the service's %g", level,
+              ML_CI_LEVEL);
     const char *file;
     json_t *fref;
     ci_stats cs = {0};
@@ -86,7 +88,7 @@ static void test_curves_match_pandas(void) {
             int max_trial = atoi(key);
             ml_human_curves c;
             ml_err err = {{0}};
-            CHECK(ml_human_curves_compute(&d, max_trial, 0, n_boot, level, &c, &err) == 0);
+            CHECK(ml_human_curves_compute(&d, max_trial, 0, n_boot, &c, &err) == 0);
             CHECK_MSG(err.msg[0] == 0, "%s", err.msg);
             char what[128];
             snprintf(what, sizeof what, "%s max_trial=%d overall", file, max_trial);
@@ -125,10 +127,10 @@ static void test_curves_match_pandas(void) {
 
 static int same_curve(const ml_human_curve *a, const ml_human_curve *b, int n_trials) {
     for (int t = 0; t < n_trials; t++) {
-        if (a->n[t] != b->n[t]) return 0;
-        if (a->n[t] == 0) continue;
-        if (a->p_correct[t] != b->p_correct[t] || a->ci_low[t] != b->ci_low[t] ||
-            a->ci_high[t] != b->ci_high[t])
+        if (a->curve.n[t] != b->curve.n[t]) return 0;
+        if (a->curve.n[t] == 0) continue;
+        if (a->curve.p_correct[t] != b->curve.p_correct[t] || a->curve.ci_low[t] != b->curve.ci_low[t] ||
+            a->curve.ci_high[t] != b->curve.ci_high[t])
             return 0;
     }
     return 1;
@@ -142,9 +144,9 @@ static void test_seeded_and_independent_of_other_dimensions(void) {
     }
     ml_human_curves a, b, c;
     ml_err err;
-    CHECK(ml_human_curves_compute(&d, 99, 7, 1000, 95, &a, &err) == 0);
-    CHECK(ml_human_curves_compute(&d, 99, 7, 1000, 95, &b, &err) == 0);
-    CHECK(ml_human_curves_compute(&d, 99, 8, 1000, 95, &c, &err) == 0);
+    CHECK(ml_human_curves_compute(&d, 99, 7, 1000, &a, &err) == 0);
+    CHECK(ml_human_curves_compute(&d, 99, 7, 1000, &b, &err) == 0);
+    CHECK(ml_human_curves_compute(&d, 99, 8, 1000, &c, &err) == 0);
     CHECK(same_curve(&a.overall, &b.overall, 100));
     CHECK(!same_curve(&a.overall, &c.overall, 100));
     /* Without dimension 1's rows, dimension 2's interval is drawn from the same streams. */
@@ -162,7 +164,7 @@ static void test_seeded_and_independent_of_other_dimensions(void) {
         e.correct[e.n_rows++] = d.correct[i];
     }
     ml_human_curves f;
-    CHECK(ml_human_curves_compute(&e, 99, 7, 1000, 95, &f, &err) == 0);
+    CHECK(ml_human_curves_compute(&e, 99, 7, 1000, &f, &err) == 0);
     CHECK(f.n_dims == 2 && a.n_dims == 3);
     if (f.n_dims == 2 && a.n_dims == 3) {
         CHECK(f.by_dim[1].dimension == 2);
@@ -176,8 +178,8 @@ static void test_seeded_and_independent_of_other_dimensions(void) {
     ml_human_data_free(&d);
 }
 
-/* Trials past the data are null in the JSON (and NaN-free); counts are 0 there. */
-static void test_json_has_null_not_nan(void) {
+/* Trials past the data have no observations and NaN values; n_boot = 0 gives no intervals. */
+static void test_empty_trials_and_no_intervals(void) {
     ml_human_data d;
     if (load("synthetic.csv", &d) != 0) {
         CHECK(0);
@@ -185,25 +187,19 @@ static void test_json_has_null_not_nan(void) {
     }
     ml_human_curves c;
     ml_err err;
-    CHECK(ml_human_curves_compute(&d, 130, 0, 200, 95, &c, &err) == 0);
-    json_t *doc = ml_human_curves_json(&c);
-    CHECK(doc != NULL);
-    char *text = json_dumps(doc, 0);
-    CHECK(text && !strstr(text, "nan") && !strstr(text, "NaN") && !strstr(text, "inf"));
-    json_t *curve = json_object_get(doc, "curve");
-    CHECK(json_array_size(json_object_get(curve, "p_correct")) == 131);
-    CHECK(json_is_real(json_array_get(json_object_get(curve, "p_correct"), 119)));
-    CHECK(json_is_null(json_array_get(json_object_get(curve, "p_correct"), 120)));
-    CHECK(json_is_null(json_array_get(json_object_get(curve, "ci_low"), 130)));
-    CHECK(json_integer_value(json_array_get(json_object_get(curve, "n"), 125)) == 0);
-    CHECK(json_integer_value(json_object_get(doc, "max_trial")) == 130);
-    CHECK(json_integer_value(json_object_get(doc, "participants")) == 18);
-    json_t *dim0 = json_array_get(json_object_get(doc, "by_dimension"), 0);
-    CHECK(json_integer_value(json_object_get(dim0, "dimension")) == 0);
-    CHECK(json_integer_value(json_object_get(dim0, "participants")) == 6);
-    CHECK(json_is_object(json_object_get(dim0, "curve")));
-    free(text);
-    json_decref(doc);
+    CHECK(ml_human_curves_compute(&d, 130, 0, 200, &c, &err) == 0);
+    CHECK(c.n_trials == 131 && c.overall.curve.n_trials == 131);
+    CHECK(c.overall.curve.n[119] > 0 && isfinite(c.overall.curve.p_correct[119]));
+    CHECK(c.overall.curve.n[120] == 0 && isnan(c.overall.curve.p_correct[120]));
+    CHECK(isnan(c.overall.curve.ci_low[130]) && c.overall.curve.n[125] == 0);
+    CHECK(c.overall.participants == 18);
+    CHECK(c.by_dim[0].dimension == 0 && c.by_dim[0].participants == 6);
+    ml_human_curves_free(&c);
+    CHECK(ml_human_curves_compute(&d, 99, 0, 0, &c, &err) == 0);
+    for (int t = 0; t < 100; t++) {
+        CHECK(isnan(c.overall.curve.ci_low[t]) && isnan(c.overall.curve.ci_high[t]));
+        CHECK(c.overall.curve.n[t] == 0 || isfinite(c.overall.curve.p_correct[t]));
+    }
     ml_human_curves_free(&c);
     ml_human_data_free(&d);
 }
@@ -216,21 +212,21 @@ static void test_bad_arguments(void) {
     }
     ml_human_curves c;
     ml_err err;
-    CHECK(ml_human_curves_compute(&d, -1, 0, 100, 95, &c, &err) == -1);
+    CHECK(ml_human_curves_compute(&d, -1, 0, 100, &c, &err) == -1);
     CHECK_STR_CONTAINS(err.msg, "max_trial=-1");
-    CHECK(ml_human_curves_compute(&d, ML_HUMAN_MAX_TRIAL_LIMIT + 1, 0, 100, 95, &c, &err) == -1);
+    CHECK(ml_human_curves_compute(&d, ML_HUMAN_MAX_TRIAL_LIMIT + 1, 0, 100, &c, &err) == -1);
     CHECK_STR_CONTAINS(err.msg, "max_trial");
-    CHECK(ml_human_curves_compute(&d, 99, 0, 0, 95, &c, &err) == -1);
-    CHECK_STR_CONTAINS(err.msg, "n_boot=0");
-    CHECK(ml_human_curves_compute(&d, 99, 0, 100, 100, &c, &err) == -1);
-    CHECK_STR_CONTAINS(err.msg, "level=100");
+    CHECK(ml_human_curves_compute(&d, 99, 0, -1, &c, &err) == -1);
+    CHECK_STR_CONTAINS(err.msg, "n_boot=-1");
+    CHECK(ml_human_curves_compute(&d, 99, 0, ML_N_BOOT_MAX + 1, &c, &err) == -1);
+    CHECK_STR_CONTAINS(err.msg, "n_boot");
     ml_human_data_free(&d);
 }
 
 int main(void) {
     RUN(test_curves_match_pandas);
     RUN(test_seeded_and_independent_of_other_dimensions);
-    RUN(test_json_has_null_not_nan);
+    RUN(test_empty_trials_and_no_intervals);
     RUN(test_bad_arguments);
     return UT_DONE();
 }

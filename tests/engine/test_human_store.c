@@ -12,6 +12,7 @@
 #include "unit.h"
 
 #include "human_test.h"
+#include "engine/human_disk.h"
 #include "engine/human_store.h"
 #include "metalign/human_curves.h"
 #include "testsrv.h"
@@ -103,7 +104,7 @@ static void test_first_get_downloads_then_memory(void) {
     CHECK(s && s->data.n_rows == body_rows && strcmp(s->sha256, body_sha) == 0);
     CHECK(st.bytes == body_len && strcmp(st.sha256, body_sha) == 0);
     CHECK(st.fetched_at > 0 && st.validated_at == st.fetched_at);
-    ml_human_snapshot_release(s);
+    ml_human_snapshot_unref(s);
 
     char sha[ML_SHA256_HEX_LEN];
     file_sha(ml_human_csv_path(h), sha);
@@ -122,12 +123,12 @@ static void test_first_get_downloads_then_memory(void) {
 
     s = get_ok(h, &st);
     CHECK(st.outcome == ML_HUMAN_SERVED && st.from_cache);
-    ml_human_snapshot_release(s);
+    ml_human_snapshot_unref(s);
     CHECK(testsrv_count(srv, "/data.csv") == 1);
     ml_human_stats stats;
     ml_human_stats_get(h, &stats);
     CHECK(stats.attempts == 1 && stats.downloaded == 1 && stats.cache_hits == 1);
-    ml_human_close(h);
+    ml_human_free(h);
     remove_dir(dir);
 }
 
@@ -148,8 +149,8 @@ static void test_restart_serves_from_disk(void) {
     ml_human_status st;
     ml_human_snapshot *s = get_ok(h, &st);
     time_t fetched = st.fetched_at;
-    ml_human_snapshot_release(s);
-    ml_human_close(h);
+    ml_human_snapshot_unref(s);
+    ml_human_free(h);
     testsrv_stop(gone); /* its port now refuses connections */
 
     h = ml_human_open(&c, &err);
@@ -159,14 +160,14 @@ static void test_restart_serves_from_disk(void) {
     s = get_ok(h, &st);
     CHECK(st.outcome == ML_HUMAN_SERVED && st.from_cache && !st.stale);
     CHECK(s && s->data.n_rows == body_rows && strcmp(s->sha256, body_sha) == 0);
-    ml_human_snapshot_release(s);
+    ml_human_snapshot_unref(s);
     ml_human_stats stats;
     ml_human_stats_get(h, &stats);
     CHECK(stats.attempts == 0 && stats.disk_loads == 1);
     /* Proof that the network was needed for nothing: a forced refresh fails. */
     CHECK(ml_human_refresh(h, &st, &err) == -1 && st.code == ML_FETCH_E_REFUSED);
     CHECK(st.cached && st.stale);
-    ml_human_close(h);
+    ml_human_free(h);
     remove_dir(dir);
 }
 
@@ -212,8 +213,8 @@ static void test_failures_without_a_copy(void) {
         CHECK(count_files(dir, "") == 2); /* . and .. */
         s = get_ok(h, &st);
         CHECK(st.outcome == ML_HUMAN_DOWNLOADED && st.code == ML_FETCH_OK && !st.last_error[0]);
-        ml_human_snapshot_release(s);
-        ml_human_close(h);
+        ml_human_snapshot_unref(s);
+        ml_human_free(h);
         remove_dir(dir);
     }
 }
@@ -224,7 +225,7 @@ static void test_failures_keep_the_copy(void) {
     ml_human *h = open_store(dir, "/data.csv", 3600);
     ml_human_status st;
     ml_human_snapshot *s = get_ok(h, &st);
-    ml_human_snapshot_release(s);
+    ml_human_snapshot_unref(s);
     for (size_t i = 0; i < N_FAILURES; i++) {
         testsrv_set_mode(srv, failures[i].mode);
         ml_err err = {{0}};
@@ -237,7 +238,7 @@ static void test_failures_keep_the_copy(void) {
         s = get_ok(h, &st);
         CHECK(st.stale && st.outcome == ML_HUMAN_SERVED);
         CHECK(s && strcmp(s->sha256, body_sha) == 0 && s->data.n_rows == body_rows);
-        ml_human_snapshot_release(s);
+        ml_human_snapshot_unref(s);
         char sha[ML_SHA256_HEX_LEN];
         file_sha(ml_human_csv_path(h), sha);
         CHECK_MSG(strcmp(sha, body_sha) == 0, "mode %s changed the cached file",
@@ -250,12 +251,12 @@ static void test_failures_keep_the_copy(void) {
     ml_human_stats stats;
     ml_human_stats_get(h, &stats);
     CHECK(stats.failures[ML_FETCH_E_TOO_LARGE] == 2 && stats.failures[ML_FETCH_E_STATUS] == 2);
-    ml_human_close(h);
+    ml_human_free(h);
 
     h = open_store(dir, "/data.csv", 3600);
     ml_human_status_get(h, &st);
     CHECK(st.cached && !st.notice[0] && strcmp(st.sha256, body_sha) == 0);
-    ml_human_close(h);
+    ml_human_free(h);
     remove_dir(dir);
 }
 
@@ -281,24 +282,24 @@ static void test_revalidation(void) {
         CHECK(st.outcome == ML_HUMAN_NOT_MODIFIED && st.from_cache && !st.stale);
         CHECK(s2 == s); /* a 304 keeps the snapshot */
         CHECK(testsrv_conditional(srv) == cond + 1 && testsrv_not_modified(srv) == n304 + 1);
-        ml_human_snapshot_release(s);
-        ml_human_snapshot_release(s2);
+        ml_human_snapshot_unref(s);
+        ml_human_snapshot_unref(s2);
         /* After a restart, a copy older than max_age is revalidated on first use. */
         age_copy(ml_human_meta_path(h));
-        ml_human_close(h);
+        ml_human_free(h);
         h = open_store(dir, paths[i], 3600);
         ml_human_status_get(h, &st);
         CHECK(st.cached && st.validated_at == 946684800);
         s = get_ok(h, &st);
         CHECK(st.outcome == ML_HUMAN_NOT_MODIFIED && st.validated_at > 946684800);
         CHECK(testsrv_not_modified(srv) == n304 + 2);
-        ml_human_snapshot_release(s);
-        ml_human_close(h);
+        ml_human_snapshot_unref(s);
+        ml_human_free(h);
         /* ... and the new validation time was stored. */
         h = open_store(dir, paths[i], 3600);
         ml_human_status_get(h, &st);
         CHECK(st.validated_at > 946684800);
-        ml_human_close(h);
+        ml_human_free(h);
         remove_dir(dir);
     }
 }
@@ -310,26 +311,26 @@ static void test_failed_revalidation_backs_off(void) {
     new_dir(dir);
     ml_human *h = open_store(dir, "/data.csv", 3600);
     ml_human_status st;
-    ml_human_snapshot_release(get_ok(h, &st));
+    ml_human_snapshot_unref(get_ok(h, &st));
     age_copy(ml_human_meta_path(h));
-    ml_human_close(h);
+    ml_human_free(h);
     h = open_store(dir, "/data.csv", 3600);
     testsrv_set_mode(srv, "500");
     int before = testsrv_count(srv, "/data.csv");
     ml_human_snapshot *s = get_ok(h, &st);
     CHECK(st.stale && st.code == ML_FETCH_E_STATUS && st.outcome == ML_HUMAN_FAILED);
     CHECK(s && strcmp(s->sha256, body_sha) == 0);
-    ml_human_snapshot_release(s);
+    ml_human_snapshot_unref(s);
     s = get_ok(h, &st);
     CHECK(st.stale && st.outcome == ML_HUMAN_SERVED);
-    ml_human_snapshot_release(s);
+    ml_human_snapshot_unref(s);
     CHECK(testsrv_count(srv, "/data.csv") == before + 1);
     ml_err err;
     CHECK(ml_human_refresh(h, &st, &err) == -1);
     CHECK(testsrv_count(srv, "/data.csv") == before + 2);
     testsrv_set_mode(srv, "ok");
     CHECK(ml_human_refresh(h, &st, &err) == 0 && !st.stale);
-    ml_human_close(h);
+    ml_human_free(h);
     remove_dir(dir);
 }
 
@@ -353,22 +354,22 @@ static void test_refresh_swaps_content(void) {
     /* Same rows, other bytes: the old snapshot is intact and equal in content. */
     CHECK(old->data.n_rows == now->data.n_rows &&
           memcmp(old->data.correct, now->data.correct, old->data.n_rows) == 0);
-    ml_human_snapshot_release(old);
-    ml_human_snapshot_release(now);
+    ml_human_snapshot_unref(old);
+    ml_human_snapshot_unref(now);
     char sha[ML_SHA256_HEX_LEN];
     file_sha(ml_human_csv_path(h), sha);
     CHECK(strcmp(sha, messy_sha) == 0);
     testsrv_set_body(srv, body, body_len);
-    ml_human_close(h);
+    ml_human_free(h);
     free(messy);
     remove_dir(dir);
 
     /* Without validators the server sends the same bytes again: "unchanged". */
     new_dir(dir);
     h = open_store(dir, "/plain.csv", 3600);
-    ml_human_snapshot_release(get_ok(h, &st));
+    ml_human_snapshot_unref(get_ok(h, &st));
     CHECK(ml_human_refresh(h, &st, &err) == 0 && st.outcome == ML_HUMAN_UNCHANGED);
-    ml_human_close(h);
+    ml_human_free(h);
     remove_dir(dir);
 }
 
@@ -414,13 +415,13 @@ static void test_concurrent_first_requests_download_once(void) {
         CHECK(r[i].rc == 0 && r[i].snap == r[0].snap);
         CHECK(!r[i].st.from_cache); /* all eight got the data the one download brought */
         downloaded += r[i].st.outcome == ML_HUMAN_DOWNLOADED;
-        ml_human_snapshot_release(r[i].snap);
+        ml_human_snapshot_unref(r[i].snap);
     }
     CHECK(downloaded == 8);
     ml_human_stats stats;
     ml_human_stats_get(h, &stats);
     CHECK(stats.attempts == 1 && stats.waits == 7);
-    ml_human_close(h);
+    ml_human_free(h);
     remove_dir(dir);
 
     /* A failing first download is shared too: one request, eight identical errors. */
@@ -433,7 +434,7 @@ static void test_concurrent_first_requests_download_once(void) {
         CHECK(r[i].rc == -1 && r[i].snap == NULL && r[i].st.code == ML_FETCH_E_STATUS);
     testsrv_set_mode(srv, "ok");
     testsrv_set_delay_ms(srv, 0);
-    ml_human_close(h);
+    ml_human_free(h);
     remove_dir(dir);
 }
 
@@ -444,9 +445,9 @@ static void damage_and_check(void (*damage)(ml_human *h), const char *why) {
     new_dir(dir);
     ml_human *h = open_store(dir, "/data.csv", 3600);
     ml_human_status st;
-    ml_human_snapshot_release(get_ok(h, &st));
+    ml_human_snapshot_unref(get_ok(h, &st));
     damage(h);
-    ml_human_close(h);
+    ml_human_free(h);
 
     testsrv_reset_counts(srv);
     h = open_store(dir, "/data.csv", 3600);
@@ -464,8 +465,8 @@ static void damage_and_check(void (*damage)(ml_human *h), const char *why) {
     ml_human_snapshot *s = get_ok(h, &st);
     CHECK(st.outcome == ML_HUMAN_DOWNLOADED && s && strcmp(s->sha256, body_sha) == 0);
     CHECK(testsrv_count(srv, "/data.csv") == 1);
-    ml_human_snapshot_release(s);
-    ml_human_close(h);
+    ml_human_snapshot_unref(s);
+    ml_human_free(h);
     remove_dir(dir);
 }
 
@@ -501,8 +502,8 @@ static void test_copy_of_another_url(void) {
     new_dir(dir);
     ml_human *h = open_store(dir, "/data.csv", 3600);
     ml_human_status st;
-    ml_human_snapshot_release(get_ok(h, &st));
-    ml_human_close(h);
+    ml_human_snapshot_unref(get_ok(h, &st));
+    ml_human_free(h);
     h = open_store(dir, "/plain.csv", 3600);
     ml_human_status_get(h, &st);
     CHECK(!st.cached);
@@ -510,12 +511,12 @@ static void test_copy_of_another_url(void) {
     CHECK(access(ml_human_csv_path(h), F_OK) == 0);
     ml_human_snapshot *s = get_ok(h, &st);
     CHECK(st.outcome == ML_HUMAN_DOWNLOADED);
-    ml_human_snapshot_release(s);
-    ml_human_close(h);
+    ml_human_snapshot_unref(s);
+    ml_human_free(h);
     h = open_store(dir, "/plain.csv", 3600);
     ml_human_status_get(h, &st);
     CHECK(st.cached);
-    ml_human_close(h);
+    ml_human_free(h);
     remove_dir(dir);
 }
 
@@ -528,7 +529,7 @@ static void test_open_checks_and_cleans_the_folder(void) {
     fclose(f);
     ml_human *h = open_store(dir, "/data.csv", 3600);
     CHECK(access(path, F_OK) != 0);
-    ml_human_close(h);
+    ml_human_free(h);
 
     snprintf(path, sizeof path, "%s/a-file", dir);
     f = fopen(path, "w");
@@ -548,42 +549,31 @@ static void test_open_checks_and_cleans_the_folder(void) {
     remove_dir(dir);
 }
 
-static void test_json_and_metrics(void) {
+static void test_status_and_metrics(void) {
     char dir[64];
     new_dir(dir);
     ml_human *h = open_store(dir, "/data.csv", 3600);
     ml_human_status st;
     ml_human_status_get(h, &st);
-    json_t *info = ml_human_status_json(&st);
-    CHECK(info && json_is_false(json_object_get(info, "cached")) &&
-          json_is_null(json_object_get(info, "fetched_at")) &&
-          json_is_null(json_object_get(info, "bytes")));
-    json_decref(info);
+    CHECK(!st.cached && st.fetched_at == 0 && st.bytes == 0 && !st.last_error[0]);
 
-    ml_human_snapshot_release(get_ok(h, &st));
-    json_t *src = ml_human_source_json(&st);
-    CHECK(src != NULL);
-    CHECK(strcmp(json_string_value(json_object_get(src, "url")), st.url) == 0);
-    const char *at = json_string_value(json_object_get(src, "fetched_at"));
-    CHECK(at && strlen(at) == 20 && at[4] == '-' && at[10] == 'T' && at[19] == 'Z');
-    CHECK(json_integer_value(json_object_get(src, "bytes")) == (json_int_t)body_len);
-    CHECK(strcmp(json_string_value(json_object_get(src, "sha256")), body_sha) == 0);
-    CHECK(json_is_false(json_object_get(src, "from_cache")));
-    CHECK(json_is_false(json_object_get(src, "stale")));
-    CHECK(json_is_null(json_object_get(src, "last_error")));
-    json_decref(src);
+    ml_human_snapshot_unref(get_ok(h, &st));
+    CHECK(st.url && strstr(st.url, "/data.csv"));
+    CHECK(st.cached && st.fetched_at > 0 && st.validated_at >= st.fetched_at);
+    CHECK(st.bytes == body_len);
+    CHECK(strcmp(st.sha256, body_sha) == 0);
+    CHECK(!st.from_cache && !st.stale && !st.last_error[0]);
+    CHECK(st.outcome == ML_HUMAN_DOWNLOADED);
 
     testsrv_set_mode(srv, "404");
     ml_err err;
     ml_human_refresh(h, &st, &err);
     testsrv_set_mode(srv, "ok");
-    info = ml_human_status_json(&st);
-    CHECK(json_is_true(json_object_get(info, "cached")) &&
-          json_is_true(json_object_get(info, "stale")));
-    json_t *le = json_object_get(info, "last_error");
-    CHECK(strcmp(json_string_value(json_object_get(le, "code")), "upstream_status") == 0);
-    CHECK_STR_CONTAINS(json_string_value(json_object_get(le, "message")), "HTTP 404");
-    json_decref(info);
+    CHECK(st.cached && st.stale);
+    CHECK(st.code == ML_FETCH_E_STATUS);
+    CHECK(strcmp(ml_fetch_code_name(st.code), "upstream_status") == 0);
+    CHECK_STR_CONTAINS(st.last_error, "HTTP 404");
+    CHECK(st.last_error_at > 0);
 
     ml_buf out = {0};
     ml_human_render_metrics(h, &out);
@@ -592,7 +582,7 @@ static void test_json_and_metrics(void) {
     CHECK_STR_CONTAINS(out.data, "metalignd_human_stale 1\n");
     CHECK_STR_CONTAINS(out.data, "metalignd_human_cached 1\n");
     ml_buf_free(&out);
-    ml_human_close(h);
+    ml_human_free(h);
     remove_dir(dir);
 }
 
@@ -621,7 +611,7 @@ int main(void) {
     RUN(test_corrupt_copies_are_set_aside);
     RUN(test_copy_of_another_url);
     RUN(test_open_checks_and_cleans_the_folder);
-    RUN(test_json_and_metrics);
+    RUN(test_status_and_metrics);
     testsrv_stop(srv);
     free(body);
     return UT_DONE();

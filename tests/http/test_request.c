@@ -42,7 +42,11 @@ static void test_body_validation(void) {
     req.body_len = strlen(req.body);
     CHECK(ml_body_object(&req, fields, &doc, &resp) == 0);
     long long a = 0, b = 0;
-    CHECK(ml_json_int(doc, "a", 1, 1000, &a, &resp) == 0 && a == 100);
+    /* integers are integers: 100.0 is refused with a hint, as items: [1.0] is */
+    CHECK(ml_json_int(doc, "a", 1, 1000, &a, &resp) != 0 && a == 0);
+    CHECK_STR_CONTAINS(resp.body, "a must be an integer (allowed 1..1000); write it without a "
+                                  "decimal point");
+    ml_response_reset(&resp);
     CHECK(ml_json_int(doc, "b", 10, 20, &b, &resp) != 0);
     CHECK_STR_CONTAINS(resp.body, "b=5 is out of range: allowed 10..20");
     json_decref(doc);

@@ -4,11 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/request.h"
-#include "http/routes.h"
+#include "http/handlers/handlers.h"
+#include "http/render/render.h"
 
-#define MAX_ITEMS 4096
-#define MAX_ANSWER_BYTES ((size_t)512 << 20)
+#define ML_ACTS_MAX_ITEMS 4096
+#define ML_ACTS_MAX_ANSWER_BYTES ((size_t)512 << 20)
+#define JSON_BYTES_PER_VALUE 16   /* "-1.23456789e-05," */
+#define BASE64_BYTES_PER_VALUE 6  /* 4 bytes as base64 */
 
 enum { MODE_INDEPENDENT, MODE_SEQUENCE };
 enum { ENC_JSON, ENC_BASE64 };
@@ -65,9 +67,9 @@ static int parse_items(const ml_app *app, json_t *arr, acts_request *r, ml_respo
         return -1;
     }
     size_t n = json_array_size(arr);
-    if (n > MAX_ITEMS) {
+    if (n > ML_ACTS_MAX_ITEMS) {
         ml_respond_error(resp, 400, "too_many_items",
-                         "items has %zu entries; at most %d are allowed per request", n, MAX_ITEMS);
+                         "items has %zu entries; at most %d are allowed per request", n, ML_ACTS_MAX_ITEMS);
         return -1;
     }
     r->items = malloc(sizeof(int) * n);
@@ -173,9 +175,9 @@ static int parse_request(const ml_app *app, const ml_request *req, acts_request 
                          app->model.cfg.pos == ML_POS_LEARNED ? ": it has learned positions" : "");
         return -1;
     }
-    size_t per_value = r->encoding == ENC_JSON ? 16 : 6;
+    size_t per_value = r->encoding == ENC_JSON ? JSON_BYTES_PER_VALUE : BASE64_BYTES_PER_VALUE;
     size_t answer = (size_t)r->n * (size_t)r->n_layers * (size_t)app->model.cfg.hidden_size * per_value;
-    if (rc == 0 && answer > MAX_ANSWER_BYTES) {
+    if (rc == 0 && answer > ML_ACTS_MAX_ANSWER_BYTES) {
         ml_respond_error(resp, 400, "too_large",
                          "the answer would be about %zu MB; ask for fewer items or layers, or "
                          "use \"encoding\": \"base64\"", answer >> 20);
@@ -184,73 +186,67 @@ static int parse_request(const ml_app *app, const ml_request *req, acts_request 
     return rc;
 }
 
-static void append_layer(ml_buf *out, const char *name, const float *data, int n, int C,
-                         int encoding, int *bad) {
-    ml_buf_printf(out, "{\"name\":\"%s\",\"shape\":[%d,%d],", name, n, C);
+static void render_layer(ml_jw *w, const char *name, const float *data, int n, int C,
+                         int encoding) {
+    size_t count = (size_t)n * (size_t)C;
+    ml_jw_object(w);
+    ml_jw_kstring(w, "name", name);
+    ml_jw_key(w, "shape");
+    ml_jw_array(w);
+    ml_jw_int(w, n);
+    ml_jw_int(w, C);
+    ml_jw_array_end(w);
     if (encoding == ENC_BASE64) {
-        for (size_t i = 0; i < (size_t)n * (size_t)C; i++)
-            if (!isfinite(data[i])) *bad = 1;
-        ml_buf_puts(out, "\"encoding\":\"base64\",\"dtype\":\"<f4\",\"data\":\"");
-        ml_buf_base64(out, data, sizeof(float) * (size_t)n * (size_t)C);
-        ml_buf_puts(out, "\"}");
-        return;
+        for (size_t i = 0; i < count; i++)
+            if (!isfinite(data[i])) w->bad = 1; /* as the JSON encoding would refuse it */
+        ml_jw_kstring(w, "encoding", "base64");
+        ml_jw_kstring(w, "dtype", "<f4");
+        ml_jw_key(w, "data");
+        ml_jw_base64(w, data, sizeof(float) * count);
+    } else {
+        ml_jw_key(w, "data");
+        ml_jw_array(w);
+        for (int i = 0; i < n && !w->bad; i++) ml_jw_floats(w, data + (size_t)i * C, (size_t)C);
+        ml_jw_array_end(w);
     }
-    ml_buf_puts(out, "\"data\":[");
-    for (int i = 0; i < n && !*bad; i++) {
-        if (i) ml_buf_puts(out, ",");
-        if (ml_buf_json_floats(out, data + (size_t)i * (size_t)C, (size_t)C) != 0) *bad = 1;
-    }
-    ml_buf_puts(out, "]}");
+    ml_jw_object_end(w);
 }
 
 static void respond_acts(const ml_app *app, const acts_request *r, float **outs,
                          const float *logits, ml_response *resp) {
     int C = app->model.cfg.hidden_size;
     ml_buf out = {0};
-    int bad = 0;
-    ml_buf_printf(&out, "{\"mode\":\"%s\",\"standardize\":%s,\"items\":[",
-                  r->mode == MODE_SEQUENCE ? "sequence" : "independent",
-                  r->standardize ? "true" : "false");
-    for (int i = 0; i < r->n; i++) ml_buf_printf(&out, i ? ",%d" : "%d", r->items[i]);
-    ml_buf_puts(&out, "],\"ids\":[");
-    for (int i = 0; i < r->n; i++) {
-        /* ids come from the operator's file; json_dumps escapes them properly */
-        json_t *s = json_string(app->data.ids[r->items[i]]);
-        char *id = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
-        json_decref(s);
-        ml_buf_printf(&out, i ? ",%s" : "%s", id ? id : "null");
-        free(id);
-    }
-    ml_buf_puts(&out, "],\"layers\":[");
+    ml_jw w;
+    ml_jw_init(&w, &out);
+    ml_jw_object(&w);
+    ml_jw_kstring(&w, "mode", r->mode == MODE_SEQUENCE ? "sequence" : "independent");
+    ml_jw_kbool(&w, "standardize", r->standardize);
+    ml_jw_key(&w, "items");
+    ml_jw_ints(&w, r->items, (size_t)r->n);
+    ml_jw_key(&w, "ids");
+    ml_jw_array(&w);
+    for (int i = 0; i < r->n; i++) ml_jw_string(&w, app->data.ids[r->items[i]]);
+    ml_jw_array_end(&w);
+    ml_jw_key(&w, "layers");
+    ml_jw_array(&w);
     char name[32];
-    for (int k = 0; k < r->n_layers && !bad; k++) {
-        if (k) ml_buf_puts(&out, ",");
+    for (int k = 0; k < r->n_layers && !w.bad; k++) {
         ml_model_output_name(&app->model, r->layers[k], name, sizeof name);
-        append_layer(&out, name, outs[r->layers[k]], r->n, C, r->encoding, &bad);
+        render_layer(&w, name, outs[r->layers[k]], r->n, C, r->encoding);
     }
-    float *probs = malloc(sizeof(float) * (size_t)r->n);
-    if (probs)
-        for (int i = 0; i < r->n; i++) probs[i] = 1.0f / (1.0f + expf(-logits[i]));
-    ml_buf_puts(&out, "],\"logits\":");
-    if (ml_buf_json_floats(&out, logits, (size_t)r->n) != 0) bad = 1;
-    ml_buf_puts(&out, ",\"probabilities\":");
-    if (!probs || ml_buf_json_floats(&out, probs, (size_t)r->n) != 0) bad = 1;
-    ml_buf_puts(&out, "}");
-    free(probs);
-    if (bad) {
-        ml_buf_free(&out);
-        ml_respond_error(resp, 500, "non_finite",
-                         "the model produced values that are not finite for these inputs; "
-                         "check the checkpoint and the backbone features");
-        return;
-    }
-    size_t len = 0;
-    char *text = ml_buf_take(&out, &len);
-    if (!text) {
-        ml_respond_error(resp, 500, "internal", "out of memory building the answer");
-        return;
-    }
-    ml_respond_raw(resp, 200, "application/json", text, len);
+    ml_jw_array_end(&w);
+    ml_jw_key(&w, "logits");
+    ml_jw_floats(&w, logits, (size_t)r->n);
+    ml_jw_key(&w, "probabilities");
+    ml_jw_array(&w);
+    for (int i = 0; i < r->n; i++) ml_jw_float(&w, 1.0f / (1.0f + expf(-logits[i])));
+    ml_jw_array_end(&w);
+    ml_warnings warn = {0};
+    if (r->mode == MODE_SEQUENCE) ml_warn_seq_len(&warn, app, r->n);
+    ml_render_warnings(&w, &warn);
+    ml_jw_kbool(&w, "synthetic", app->model.synthetic);
+    ml_jw_object_end(&w);
+    ml_respond_writer(resp, 200, &w);
 }
 
 void ml_h_activations(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp) {
@@ -269,8 +265,9 @@ void ml_h_activations(ml_app *app, ml_worker *w, const ml_request *req, ml_respo
     int rc = ok ? 0 : ml_errf(&err, "out of memory for %zu x %zu activations", n, C);
 
     const ml_item_acts *cached = NULL;
-    if (rc == 0 && r.mode == MODE_INDEPENDENT && ml_once_done(&app->acts_once[r.standardize]))
-        cached = ml_app_item_acts(app, w, r.standardize, &err);
+    ml_inputs in = r.standardize ? ML_INPUTS_STANDARDIZED : ML_INPUTS_RAW;
+    if (rc == 0 && r.mode == MODE_INDEPENDENT && ml_app_acts_ready(app, in))
+        cached = ml_app_item_acts(app, w, in, &err);
     if (rc == 0 && cached) {
         /* Every item alone is what the cache holds: copy rows, no forward pass. */
         for (size_t i = 0; i < n; i++) {

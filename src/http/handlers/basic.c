@@ -3,117 +3,173 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metalign/blas.h"
-#include "util/buf.h"
-#include "http/request.h"
+#include "engine/human_store.h"
+#include "http/handlers/handlers.h"
+#include "http/render/render.h"
 #include "http/routes.h"
+#include "metalign/blas.h"
+#include "util/timefmt.h"
 
 static const char *const no_args[] = {NULL};
 
-void ml_respond_blob(ml_response *resp, int status, const ml_blob *b) {
-    char *copy = malloc(b->len + 1);
-    if (!copy) {
-        ml_respond_error(resp, 500, "internal", "out of memory");
-        return;
-    }
-    memcpy(copy, b->data, b->len + 1);
-    ml_respond_raw(resp, status, "application/json", copy, b->len);
+#define ML_ITEMS_MAX_LIMIT 10000
+#define ML_ITEMS_DEFAULT_LIMIT 100
+
+/* The common preamble of routes that take neither arguments nor a body. */
+static int plain_get(const ml_request *req, ml_response *resp) {
+    return ml_request_check_args(req, no_args, resp) != 0 || ml_request_no_body(req, resp) != 0
+               ? -1
+               : 0;
+}
+
+int ml_answer_from_cache(ml_app *app, const char *key, ml_response *resp) {
+    ml_blob *b = ml_lru_get_blob(app->results, key);
+    if (!b) return 0;
+    ml_respond_blob(resp, 200, ML_CT_JSON, b);
+    ml_blob_unref(b);
+    return 1;
 }
 
 void ml_h_root(ml_app *app, const ml_request *req, ml_response *resp) {
     (void)app;
-    if (ml_request_check_args(req, no_args, resp) != 0) return;
+    if (plain_get(req, resp) != 0) return;
     json_t *eps = json_array();
-    for (int i = 0; i < ml_n_routes; i++)
-        json_array_append_new(eps, json_sprintf("%s %s%s", ml_routes[i].method, ml_routes[i].path,
-                                                ml_routes[i].path[strlen(ml_routes[i].path) - 1] == '/' &&
-                                                        strlen(ml_routes[i].path) > 1
-                                                    ? "<id>"
-                                                    : ""));
+    for (int i = 0; i < ml_n_routes; i++) {
+        const char *p = ml_routes[i].path;
+        size_t n = strlen(p);
+        json_array_append_new(eps, json_sprintf("%s %s%s", ml_routes[i].method, p,
+                                                n > 1 && p[n - 1] == '/' ? "<id>" : ""));
+    }
     ml_respond_json(resp, 200, json_pack("{s:s,s:s,s:o}", "service", "metalignd", "version",
                                          ML_VERSION, "endpoints", eps));
 }
 
 void ml_h_healthz(ml_app *app, const ml_request *req, ml_response *resp) {
     (void)app;
-    (void)req;
+    if (plain_get(req, resp) != 0) return;
     ml_respond_json(resp, 200, json_pack("{s:s}", "status", "ok"));
 }
 
 void ml_h_readyz(ml_app *app, const ml_request *req, ml_response *resp) {
-    (void)req;
-    if (__atomic_load_n(&app->ready, __ATOMIC_ACQUIRE))
+    if (plain_get(req, resp) != 0) return;
+    if (ml_app_is_ready(app))
         ml_respond_json(resp, 200, json_pack("{s:s}", "status", "ready"));
     else
-        ml_respond_error(resp, 503, "not_ready", "model and data are still loading");
+        ml_respond_unavailable(resp, 1, "not_ready", "model and data are still loading");
 }
 
-static json_t *model_info(const ml_app *app) {
+static void model_info(ml_jw *w, const ml_app *app) {
     const ml_model *m = &app->model;
-    json_t *layers = json_array();
+    ml_jw_object(w);
+    ml_jw_kstring(w, "path", m->path);
+    ml_jw_kstring(w, "format", m->format);
+    ml_jw_kstring(w, "variant", ml_posenc_name(m->cfg.pos));
+    ml_jw_kint(w, "input_size", m->cfg.input_size);
+    ml_jw_kint(w, "hidden_size", m->cfg.hidden_size);
+    ml_jw_kint(w, "num_layers", m->cfg.num_layers);
+    ml_jw_kint(w, "num_heads", m->cfg.num_heads);
+    ml_jw_kint(w, "intermediate_size", m->cfg.intermediate_size);
+    ml_jw_kint(w, "parameters", (int64_t)m->num_params);
+    ml_jw_key(w, "layers");
+    ml_jw_array(w);
     char name[32];
     for (int i = 0; i < ml_model_num_outputs(m); i++)
-        json_array_append_new(layers, json_string(ml_model_output_name(m, i, name, sizeof name)));
-    json_t *info = json_pack(
-        "{s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:I,s:o,s:b,s:b,s:b,s:b}", "path", m->path, "format",
-        m->format, "variant", ml_posenc_name(m->cfg.pos), "input_size", m->cfg.input_size,
-        "hidden_size", m->cfg.hidden_size, "num_layers", m->cfg.num_layers, "num_heads",
-        m->cfg.num_heads, "intermediate_size", m->cfg.intermediate_size, "parameters",
-        (json_int_t)m->num_params, "layers", layers, "embedding", m->cfg.embedding, "bias",
-        m->cfg.bias, "logit_bias", m->cfg.logit_bias, "synthetic", m->synthetic);
-    json_object_set_new(info, "max_seq_len", json_integer(app->max_seq));
-    return info;
+        ml_jw_string(w, ml_model_output_name(m, i, name, sizeof name));
+    ml_jw_array_end(w);
+    ml_jw_kbool(w, "embedding", m->cfg.embedding);
+    ml_jw_kbool(w, "bias", m->cfg.bias);
+    ml_jw_kbool(w, "logit_bias", m->cfg.logit_bias);
+    ml_jw_kbool(w, "synthetic", m->synthetic);
+    ml_jw_kint(w, "max_seq_len", app->max_seq);
+    ml_jw_key(w, "trained_seq_len");
+    if (m->trained_seq_len > 0)
+        ml_jw_int(w, m->trained_seq_len);
+    else
+        ml_jw_null(w);
+    ml_jw_object_end(w);
 }
 
-static json_t *data_info(const ml_app *app) {
+static void data_info(ml_jw *w, const ml_app *app) {
     const ml_dataset *d = &app->data;
-    json_t *info = json_pack("{s:i,s:i,s:i,s:s,s:s,s:s,s:b,s:I,s:b}", "items", d->n_items,
-                             "backbone_dim", d->backbone_dim, "target_dims", d->target_dims,
-                             "backbone_path", d->backbone_path, "targets_path", d->targets_path,
-                             "item_ids_path", d->ids_path, "synthetic", app->model.synthetic,
-                             "backbone_rows", (json_int_t)d->backbone_rows, "per_image",
-                             d->per_image);
-    if (d->images_path) json_object_set_new(info, "things_images", json_string(d->images_path));
-    return info;
+    ml_jw_object(w);
+    ml_jw_kint(w, "items", d->n_items);
+    ml_jw_kint(w, "backbone_dim", d->backbone_dim);
+    ml_jw_kint(w, "target_dims", d->target_dims);
+    ml_jw_kstring(w, "backbone_path", d->backbone_path);
+    ml_jw_kstring(w, "targets_path", d->targets_path);
+    ml_jw_kstring(w, "item_ids_path", d->ids_path);
+    ml_jw_kbool(w, "synthetic", app->model.synthetic);
+    ml_jw_kint(w, "backbone_rows", d->backbone_rows);
+    ml_jw_kbool(w, "per_image", d->per_image);
+    if (d->images_path) ml_jw_kstring(w, "things_images", d->images_path);
+    ml_jw_object_end(w);
 }
 
 void ml_h_info(ml_app *app, const ml_request *req, ml_response *resp) {
-    if (ml_request_check_args(req, no_args, resp) != 0) return;
-    json_t *server = json_pack("{s:i,s:i,s:s,s:I}", "compute_threads", app->threads,
-                               "http_threads", app->cfg->http_threads, "blas_core",
-                               ml_blas_core(), "started_at", (json_int_t)app->started_at);
-    json_t *doc = json_pack("{s:s,s:o,s:o,s:o,s:o}", "version", ML_VERSION, "model",
-                            model_info(app), "data", data_info(app), "human",
-                            ml_human_info_json(app), "server", server);
-    ml_respond_json(resp, 200, doc);
+    if (plain_get(req, resp) != 0) return;
+    ml_buf out = {0};
+    ml_jw w;
+    ml_jw_init(&w, &out);
+    ml_jw_object(&w);
+    ml_jw_kstring(&w, "version", ML_VERSION);
+    ml_jw_key(&w, "model");
+    model_info(&w, app);
+    ml_jw_key(&w, "data");
+    data_info(&w, app);
+    ml_human_status st;
+    ml_human_status_get(app->human, &st);
+    ml_jw_key(&w, "human");
+    ml_render_human_status(&w, &st);
+    ml_jw_key(&w, "server");
+    ml_jw_object(&w);
+    ml_jw_kint(&w, "compute_threads", app->threads);
+    ml_jw_kint(&w, "http_threads", app->cfg->http_threads);
+    ml_jw_kstring(&w, "blas_core", ml_blas_core());
+    char started[ML_RFC3339_LEN];
+    ml_rfc3339(app->started_at, started);
+    ml_jw_kstring(&w, "started_at", started);
+    ml_jw_object_end(&w);
+    ml_jw_object_end(&w);
+    ml_respond_writer(resp, 200, &w);
 }
 
 void ml_h_items(ml_app *app, const ml_request *req, ml_response *resp) {
     static const char *const args[] = {"offset", "limit", NULL};
-    if (ml_request_check_args(req, args, resp) != 0) return;
-    long long offset = 0, limit = 100;
+    if (ml_request_check_args(req, args, resp) != 0 || ml_request_no_body(req, resp) != 0) return;
+    long long offset = 0, limit = ML_ITEMS_DEFAULT_LIMIT;
     int n = app->data.n_items;
     if (ml_arg_int(req, "offset", 0, n, &offset, resp) != 0 ||
-        ml_arg_int(req, "limit", 1, 10000, &limit, resp) != 0)
+        ml_arg_int(req, "limit", 1, ML_ITEMS_MAX_LIMIT, &limit, resp) != 0)
         return;
-    json_t *items = json_array();
-    for (long long i = offset; i < n && i < offset + limit; i++)
-        json_array_append_new(items, json_pack("{s:I,s:s}", "index", (json_int_t)i, "id",
-                                               app->data.ids[i]));
-    ml_respond_json(resp, 200, json_pack("{s:i,s:I,s:I,s:o}", "total", n, "offset",
-                                         (json_int_t)offset, "limit", (json_int_t)limit, "items",
-                                         items));
+    ml_buf out = {0};
+    ml_jw w;
+    ml_jw_init(&w, &out);
+    ml_jw_object(&w);
+    ml_jw_kint(&w, "total", n);
+    ml_jw_kint(&w, "offset", offset);
+    ml_jw_kint(&w, "limit", limit);
+    ml_jw_key(&w, "items");
+    ml_jw_array(&w);
+    for (long long i = offset; i < n && i < offset + limit; i++) {
+        ml_jw_object(&w);
+        ml_jw_kint(&w, "index", i);
+        ml_jw_kstring(&w, "id", app->data.ids[i]);
+        ml_jw_object_end(&w);
+    }
+    ml_jw_array_end(&w);
+    ml_jw_object_end(&w);
+    ml_respond_writer(resp, 200, &w);
 }
 
 void ml_h_metrics(ml_app *app, const ml_request *req, ml_response *resp) {
-    (void)req;
+    if (plain_get(req, resp) != 0) return;
     ml_buf out = {0};
     ml_metrics_render(app->metrics, &out);
-    int counts[5];
+    int counts[ML_JOB_N_STATUS];
     ml_jobs_counts(app->jobs, counts);
     ml_buf_puts(&out, "# HELP metalignd_jobs Jobs in the table by status.\n"
                       "# TYPE metalignd_jobs gauge\n");
-    for (int s = 0; s < 5; s++)
+    for (int s = 0; s < ML_JOB_N_STATUS; s++)
         ml_buf_printf(&out, "metalignd_jobs{status=\"%s\"} %d\n",
                       ml_job_status_name((ml_job_status)s), counts[s]);
     int interactive = 0, background = 0;
@@ -133,17 +189,11 @@ void ml_h_metrics(ml_app *app, const ml_request *req, ml_response *resp) {
                         "# TYPE metalignd_result_cache_bytes gauge\n"
                         "metalignd_result_cache_bytes %zu\n",
                   entries, bytes);
-    ml_human_metrics(app, &out);
+    ml_human_render_metrics(app->human, &out);
     ml_buf_printf(&out, "# HELP metalignd_ready 1 once model and data are loaded.\n"
                         "# TYPE metalignd_ready gauge\nmetalignd_ready %d\n",
-                  __atomic_load_n(&app->ready, __ATOMIC_ACQUIRE));
-    size_t len = 0;
-    char *text = ml_buf_take(&out, &len);
-    if (!text) {
-        ml_respond_error(resp, 500, "internal", "out of memory");
-        return;
-    }
-    ml_respond_raw(resp, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+                  ml_app_is_ready(app));
+    ml_respond_buf(resp, 200, "text/plain; version=0.0.4; charset=utf-8", &out);
 }
 
 static void job_not_found(const ml_request *req, ml_response *resp) {
@@ -152,30 +202,36 @@ static void job_not_found(const ml_request *req, ml_response *resp) {
                      "for --job-ttl seconds)", req->path_param);
 }
 
+static void respond_job(ml_job *j, ml_response *resp) {
+    ml_job_info info;
+    ml_job_info_get(j, &info);
+    ml_buf out = {0};
+    ml_jw w;
+    ml_jw_init(&w, &out);
+    ml_render_job(&w, &info);
+    ml_job_info_free(&info);
+    ml_respond_writer(resp, 200, &w);
+}
+
 void ml_h_job_get(ml_app *app, const ml_request *req, ml_response *resp) {
-    if (ml_request_check_args(req, no_args, resp) != 0) return;
+    if (plain_get(req, resp) != 0) return;
     ml_job *j = ml_jobs_get(app->jobs, req->path_param);
     if (!j) {
         job_not_found(req, resp);
         return;
     }
-    ml_buf out = {0};
-    ml_job_render(j, &out);
-    ml_job_release(j);
-    size_t len = 0;
-    char *text = ml_buf_take(&out, &len);
-    if (!text) {
-        ml_respond_error(resp, 500, "internal", "out of memory");
-        return;
-    }
-    ml_respond_raw(resp, 200, "application/json", text, len);
+    respond_job(j, resp);
+    ml_job_unref(j);
 }
 
 void ml_h_job_delete(ml_app *app, const ml_request *req, ml_response *resp) {
-    if (ml_request_check_args(req, no_args, resp) != 0) return;
-    if (ml_jobs_cancel(app->jobs, req->path_param) != 0) {
+    if (plain_get(req, resp) != 0) return;
+    ml_job *j = ml_jobs_get(app->jobs, req->path_param);
+    if (!j) {
         job_not_found(req, resp);
         return;
     }
-    ml_h_job_get(app, req, resp);
+    ml_jobs_cancel(app->jobs, req->path_param);
+    respond_job(j, resp);
+    ml_job_unref(j);
 }

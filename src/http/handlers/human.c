@@ -1,193 +1,138 @@
 /* The human learning data (fetched on first use, cached on disk) and the model-versus-human
  * comparison. Everything here may wait on the network, so it runs on compute workers. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/compare.h"
 #include "engine/human_store.h"
+#include "http/handlers/curves.h"
+#include "http/handlers/handlers.h"
+#include "http/render/render.h"
+#include "http/result_keys.h"
 #include "metalign/human_curves.h"
-#include "http/request.h"
-#include "http/routes.h"
-#include "engine/simulate.h"
-#include "metalign/stats.h"
 
-json_t *ml_human_info_json(ml_app *app) {
-    ml_human_status st;
-    ml_human_status_get(app->human, &st);
-    return ml_human_status_json(&st);
+#define ML_HUMAN_DEFAULT_MAX_TRIAL 99 /* the notebook keeps trial <= 99 for 100 model trials */
+#define ML_HUMAN_RETRY_AFTER 30       /* seconds a client waits before asking again */
+
+/* Computed human curves, shared through the result cache (both the curves endpoint and the
+ * comparison use them). */
+static const char HUMAN_CURVES_KIND[] = "human_curves";
+
+typedef struct human_curves_obj {
+    ml_ref ref;
+    ml_human_curves c;
+} human_curves_obj;
+
+static void human_curves_destroy(ml_ref *r) {
+    human_curves_obj *o = (human_curves_obj *)r;
+    ml_human_curves_free(&o->c);
+    free(o);
 }
 
-void ml_human_metrics(ml_app *app, ml_buf *out) { ml_human_render_metrics(app->human, out); }
+static size_t curves_bytes(const ml_human_curves *c) {
+    return sizeof(human_curves_obj) +
+           (size_t)(c->n_dims + 1) * ((size_t)c->n_trials * 32 + sizeof(ml_human_curve));
+}
 
 /* 503 with the upstream's reason when there is no copy to serve. */
 static ml_human_snapshot *get_snapshot(ml_app *app, ml_human_status *st, ml_response *resp) {
     ml_human_snapshot *snap = NULL;
     ml_err err = {{0}};
     if (ml_human_get(app->human, &snap, st, &err) != 0) {
-        ml_respond_error(resp, 503, ml_fetch_code_name(st->code),
-                         "the human data is unavailable and no copy is cached: %s", err.msg);
+        ml_respond_unavailable(resp, ML_HUMAN_RETRY_AFTER, ml_fetch_code_name(st->code),
+                               "the human data is unavailable and no copy is cached: %s",
+                               err.msg);
         return NULL;
     }
     return snap;
 }
 
-/* The curves over trials 0..max_trial as JSON, cached by content, trial range and seed. */
-static json_t *human_curves(ml_app *app, const ml_human_snapshot *snap, int max_trial,
-                            uint64_t seed, int n_boot, ml_human_curves *keep, ml_err *err) {
-    char key[160];
-    snprintf(key, sizeof key, "human|%s|%d|%llu|%d", snap->sha256, max_trial,
-             (unsigned long long)seed, n_boot);
-    ml_blob *b = keep ? NULL : ml_lru_get(app->results, key);
-    if (b) {
-        json_t *doc = json_loadb(b->data, b->len, 0, NULL);
-        ml_blob_unref(b);
-        if (doc) return doc;
-    }
-    ml_human_curves c;
-    if (ml_human_curves_compute(&snap->data, max_trial, seed, n_boot, ML_HUMAN_DEFAULT_LEVEL, &c,
-                                err) != 0)
+/* The curves over trials 0..max_trial, cached by content, trial range, seed and resamples. */
+static human_curves_obj *human_curves(ml_app *app, const ml_human_snapshot *snap, int max_trial,
+                                      uint64_t seed, int n_boot, ml_err *err) {
+    char key[ML_KEY_LEN];
+    ml_key k;
+    ml_key_begin(&k, HUMAN_CURVES_KIND);
+    ml_key_str(&k, "sha256", snap->sha256);
+    ml_key_int(&k, "max_trial", max_trial);
+    ml_key_uint(&k, "seed", (unsigned long long)seed);
+    ml_key_int(&k, "n_boot", n_boot);
+    ml_key_finish(&k, key);
+    ml_ref *r = ml_lru_get(app->results, key);
+    if (r && r->kind == HUMAN_CURVES_KIND) return (human_curves_obj *)r;
+    ml_unref(r);
+    human_curves_obj *o = calloc(1, sizeof *o);
+    if (!o) return ml_errp(err, "out of memory");
+    if (ml_human_curves_compute(&snap->data, max_trial, seed, n_boot, &o->c, err) != 0) {
+        free(o);
         return NULL;
-    json_t *doc = ml_human_curves_json(&c);
-    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
-    if (text) {
-        b = ml_blob_new(text, strlen(text));
-        ml_lru_put(app->results, key, b);
-        ml_blob_unref(b);
-        free(text);
     }
-    if (keep)
-        *keep = c;
-    else
-        ml_human_curves_free(&c);
-    if (!doc) ml_errf(err, "out of memory");
-    return doc;
+    ml_ref_init(&o->ref, HUMAN_CURVES_KIND, curves_bytes(&o->c), human_curves_destroy);
+    ml_lru_put(app->results, key, &o->ref);
+    return o;
 }
 
 void ml_h_human_curves(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp) {
     (void)w;
     static const char *const args[] = {"max_trial", "seed", "n_boot", NULL};
-    long long max_trial = 99, seed = 0, n_boot = ML_HUMAN_DEFAULT_N_BOOT;
-    if (ml_request_check_args(req, args, resp) != 0 ||
+    long long max_trial = ML_HUMAN_DEFAULT_MAX_TRIAL, seed = 0, n_boot = ML_N_BOOT_DEFAULT;
+    if (ml_request_check_args(req, args, resp) != 0 || ml_request_no_body(req, resp) != 0 ||
         ml_arg_int(req, "max_trial", 0, ML_HUMAN_MAX_TRIAL_LIMIT, &max_trial, resp) != 0 ||
-        ml_arg_int(req, "seed", 0, (1LL << 62), &seed, resp) != 0 ||
-        ml_arg_int(req, "n_boot", 1, 100000, &n_boot, resp) != 0)
+        ml_arg_int(req, "seed", 0, ML_SEED_MAX, &seed, resp) != 0 ||
+        ml_arg_int(req, "n_boot", 0, ML_N_BOOT_MAX, &n_boot, resp) != 0)
         return;
     ml_human_status st;
     ml_human_snapshot *snap = get_snapshot(app, &st, resp);
     if (!snap) return;
     ml_err err = {{0}};
-    json_t *doc = human_curves(app, snap, (int)max_trial, (uint64_t)seed, (int)n_boot, NULL, &err);
-    ml_human_snapshot_release(snap);
-    if (!doc) {
+    human_curves_obj *o = human_curves(app, snap, (int)max_trial, (uint64_t)seed, (int)n_boot,
+                                       &err);
+    ml_human_snapshot_unref(snap);
+    if (!o) {
         ml_respond_error(resp, 500, "internal", "%s", err.msg);
         return;
     }
-    json_object_set_new(doc, "source", ml_human_source_json(&st));
-    ml_respond_json(resp, 200, doc);
+    ml_buf out = {0};
+    ml_jw jw;
+    ml_jw_init(&jw, &out);
+    ml_render_human_curves(&jw, &o->c, &st);
+    ml_unref(&o->ref);
+    ml_respond_writer(resp, 200, &jw);
 }
 
 void ml_h_human_refresh(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp) {
     (void)w;
     static const char *const args[] = {NULL};
-    if (ml_request_check_args(req, args, resp) != 0) return;
+    if (ml_request_check_args(req, args, resp) != 0 || ml_request_no_body(req, resp) != 0) return;
     ml_human_status st;
     ml_err err = {{0}};
     int rc = ml_human_refresh(app->human, &st, &err);
     if (rc != 0 && !st.cached) {
-        ml_respond_error(resp, 503, ml_fetch_code_name(st.code),
-                         "the refresh failed and no copy is cached: %s", err.msg);
+        ml_respond_unavailable(resp, ML_HUMAN_RETRY_AFTER, ml_fetch_code_name(st.code),
+                               "the refresh failed and no copy is cached: %s", err.msg);
         return;
     }
-    json_t *doc = json_pack("{s:b,s:s,s:o}", "refreshed", rc == 0, "outcome",
-                            ml_human_outcome_name(st.outcome), "source", ml_human_source_json(&st));
-    if (rc != 0) /* the good copy is kept and still served; say why it could not be renewed */
-        json_object_set_new(doc, "error",
-                            json_pack("{s:s,s:s}", "code", ml_fetch_code_name(st.code), "message",
-                                      err.msg));
-    ml_respond_json(resp, 200, doc);
+    ml_buf out = {0};
+    ml_jw jw;
+    ml_jw_init(&jw, &out);
+    ml_jw_object(&jw);
+    ml_jw_kbool(&jw, "refreshed", rc == 0);
+    ml_jw_kstring(&jw, "outcome", ml_human_outcome_name(st.outcome));
+    ml_jw_key(&jw, "source");
+    ml_render_human_source(&jw, &st);
+    if (rc != 0) { /* the good copy is kept and still served; say why it could not be renewed */
+        ml_jw_key(&jw, "error");
+        ml_jw_object(&jw);
+        ml_jw_kstring(&jw, "code", ml_fetch_code_name(st.code));
+        ml_jw_kstring(&jw, "message", err.msg);
+        ml_jw_object_end(&jw);
+    }
+    ml_jw_object_end(&jw);
+    ml_respond_writer(resp, 200, &jw);
 }
 
 /* ---- GET /v1/compare/learning-curves ---- */
-
-typedef struct curve_view { /* one curve as arrays over trials, NaN where undefined */
-    int n;
-    double p[4096], lo[4096], hi[4096];
-    int64_t count[4096]; /* observations at each trial (model: episodes) */
-} curve_view;
-
-static int model_curve_view(json_t *curve, int episodes, int n_trials, curve_view *v) {
-    json_t *p = json_object_get(curve, "p_correct"), *lo = json_object_get(curve, "ci_low"),
-           *hi = json_object_get(curve, "ci_high");
-    if (json_array_size(p) < (size_t)n_trials) return -1;
-    v->n = n_trials;
-    for (int t = 0; t < n_trials; t++) {
-        v->p[t] = json_number_value(json_array_get(p, (size_t)t));
-        v->lo[t] = json_number_value(json_array_get(lo, (size_t)t));
-        v->hi[t] = json_number_value(json_array_get(hi, (size_t)t));
-        v->count[t] = episodes;
-    }
-    return 0;
-}
-
-static void human_curve_view(const ml_human_curve *c, int n_trials, curve_view *v) {
-    v->n = n_trials;
-    for (int t = 0; t < n_trials; t++) {
-        v->p[t] = c->p_correct[t];
-        v->lo[t] = c->ci_low[t];
-        v->hi[t] = c->ci_high[t];
-        v->count[t] = c->n[t];
-    }
-}
-
-static json_t *num_or_null(double x) { return isfinite(x) ? json_real(x) : json_null(); }
-
-static json_t *curve_json(const curve_view *v) {
-    json_t *p = json_array(), *lo = json_array(), *hi = json_array();
-    for (int t = 0; t < v->n; t++) {
-        json_array_append_new(p, num_or_null(v->p[t]));
-        json_array_append_new(lo, num_or_null(v->lo[t]));
-        json_array_append_new(hi, num_or_null(v->hi[t]));
-    }
-    return json_pack("{s:o,s:o,s:o}", "p_correct", p, "ci_low", lo, "ci_high", hi);
-}
-
-/* Means weighted by observations (what the notebook's bar plot shows), and RMSE and Pearson
- * r over the trials where both curves have data. */
-static json_t *summary_json(const curve_view *m, const curve_view *h) {
-    double *a = malloc(sizeof(double) * (size_t)m->n), *b = malloc(sizeof(double) * (size_t)m->n);
-    double mw = 0, mn = 0, hw = 0, hn = 0;
-    size_t k = 0;
-    for (int t = 0; a && b && t < m->n; t++) {
-        if (m->count[t] > 0 && isfinite(m->p[t])) {
-            mw += m->p[t] * (double)m->count[t];
-            mn += (double)m->count[t];
-        }
-        if (h->count[t] > 0 && isfinite(h->p[t])) {
-            hw += h->p[t] * (double)h->count[t];
-            hn += (double)h->count[t];
-        }
-        if (m->count[t] > 0 && h->count[t] > 0 && isfinite(m->p[t]) && isfinite(h->p[t])) {
-            a[k] = m->p[t];
-            b[k] = h->p[t];
-            k++;
-        }
-    }
-    json_t *s = json_pack("{s:o,s:o,s:o,s:o,s:I}", "model_mean_p_correct",
-                          num_or_null(mn > 0 ? mw / mn : NAN), "human_mean_p_correct",
-                          num_or_null(hn > 0 ? hw / hn : NAN), "rmse",
-                          num_or_null(k ? ml_rmse(a, b, k) : NAN), "pearson_r",
-                          num_or_null(k > 1 ? ml_pearson(a, b, k) : NAN), "trials_compared",
-                          (json_int_t)k);
-    free(a);
-    free(b);
-    return s;
-}
-
-static json_t *side_by_side(const curve_view *m, const curve_view *h) {
-    return json_pack("{s:o,s:o,s:o}", "model", curve_json(m), "human", curve_json(h), "summary",
-                     summary_json(m, h));
-}
 
 typedef struct compare_query {
     ml_sim_request rq;
@@ -198,23 +143,38 @@ static int parse_compare(const ml_app *app, const ml_request *req, compare_query
                          ml_response *resp) {
     static const char *const args[] = {"episodes", "seq_len", "seed", "standardize", "n_boot",
                                        "max_trial", NULL};
-    if (ml_request_check_args(req, args, resp) != 0) return -1;
-    ml_sim_defaults(&q->rq);
+    if (ml_sim_defaults(&q->rq) != 0) {
+        ml_respond_error(resp, 500, "internal", "out of memory");
+        return -1;
+    }
+    if (ml_request_check_args(req, args, resp) != 0 || ml_request_no_body(req, resp) != 0)
+        return -1;
     long long episodes = q->rq.episodes, seq_len = q->rq.seq_len, seed = 0, n_boot = q->rq.n_boot;
     int max_len = app->max_seq < app->data.n_items ? app->max_seq : app->data.n_items;
-    if (max_len > 4096) max_len = 4096;
-    if (ml_arg_int(req, "episodes", 1, 100000, &episodes, resp) != 0 ||
+    if (ml_arg_int(req, "episodes", 1, ML_SIM_MAX_EPISODES, &episodes, resp) != 0 ||
         ml_arg_int(req, "seq_len", 1, max_len, &seq_len, resp) != 0 ||
-        ml_arg_int(req, "seed", 0, (1LL << 62), &seed, resp) != 0 ||
-        ml_arg_int(req, "n_boot", 1, 100000, &n_boot, resp) != 0 ||
+        ml_arg_int(req, "seed", 0, ML_SEED_MAX, &seed, resp) != 0 ||
+        ml_arg_int(req, "n_boot", 0, ML_N_BOOT_MAX, &n_boot, resp) != 0 ||
         ml_arg_bool(req, "standardize", &q->rq.standardize, resp) != 0)
         return -1;
-    q->max_trial = seq_len - 1; /* the notebook keeps trial <= 99 for 100 model trials */
-    if (ml_arg_int(req, "max_trial", 0, seq_len - 1, &q->max_trial, resp) != 0) return -1;
-    if (episodes * seq_len > 20000000LL) {
+    q->max_trial = seq_len - 1;
+    const char *mt = ml_request_arg(req, "max_trial");
+    if (mt) {
+        long long v = -1;
+        if (ml_arg_int(req, "max_trial", 0, ML_HUMAN_MAX_TRIAL_LIMIT, &v, resp) != 0) return -1;
+        if (v > seq_len - 1) {
+            ml_respond_error(resp, 400, "out_of_range",
+                             "max_trial=%lld is out of range: allowed 0..%lld, because the model "
+                             "plays seq_len=%lld trials (0..%lld); raise seq_len to compare "
+                             "more trials", v, seq_len - 1, seq_len, seq_len - 1);
+            return -1;
+        }
+        q->max_trial = v;
+    }
+    if (episodes * seq_len > ML_SIM_MAX_TRIALS) {
         ml_respond_error(resp, 400, "too_large",
-                         "episodes x seq_len = %lld trials is more than one request may simulate",
-                         episodes * seq_len);
+                         "episodes x seq_len = %lld trials is more than one request may "
+                         "simulate (%lld)", episodes * seq_len, ML_SIM_MAX_TRIALS);
         return -1;
     }
     q->rq.episodes = (int)episodes;
@@ -224,99 +184,117 @@ static int parse_compare(const ml_app *app, const ml_request *req, compare_query
     return 0;
 }
 
+/* The model's side of a comparison: its curves on the dims the humans saw, cached (the
+ * simulation is the expensive part; the comparison itself is arithmetic, and the answer
+ * carries the human copy's current state, so it is rendered for every request). */
+static const char MODEL_CURVES_KIND[] = "model_curves";
+
+typedef struct model_curves_obj {
+    ml_ref ref;
+    ml_sim_curves curves;
+    double accuracy;
+} model_curves_obj;
+
+static void model_curves_destroy(ml_ref *r) {
+    model_curves_obj *o = (model_curves_obj *)r;
+    ml_sim_curves_free(&o->curves);
+    free(o);
+}
+
+static model_curves_obj *simulate_model(ml_app *app, ml_worker *w, const ml_sim_request *rq,
+                                        ml_response *resp) {
+    char key[ML_KEY_LEN], curves_key[ML_KEY_LEN];
+    ml_curves_key(rq, curves_key);
+    ml_key k;
+    ml_key_begin(&k, MODEL_CURVES_KIND);
+    ml_key_str(&k, "curves", curves_key);
+    ml_key_finish(&k, key);
+    ml_ref *r = ml_lru_get(app->results, key);
+    if (r && r->kind == MODEL_CURVES_KIND) return (model_curves_obj *)r;
+    ml_unref(r);
+    ml_err err = {{0}};
+    model_curves_obj *o = calloc(1, sizeof *o);
+    ml_sim_result res;
+    if (!o || ml_app_simulate(app, w, rq, NULL, &res, &err) != 0) {
+        ml_respond_error(resp, 500, "simulation_failed", "%s", o ? err.msg : "out of memory");
+        free(o);
+        return NULL;
+    }
+    o->accuracy = res.accuracy;
+    int rc = ml_sim_curves_compute(rq, &res, &o->curves, &err);
+    ml_sim_result_free(&res);
+    if (rc != 0) {
+        free(o);
+        ml_respond_error(resp, 500, "internal", "%s", err.msg);
+        return NULL;
+    }
+    size_t bytes = sizeof *o + (size_t)(o->curves.n_groups + 1) * (size_t)rq->seq_len * 32;
+    ml_ref_init(&o->ref, MODEL_CURVES_KIND, bytes, model_curves_destroy);
+    ml_lru_put(app->results, key, &o->ref);
+    return o;
+}
+
+/* The model plays the dimensions the humans saw (those the targets have). */
+static model_curves_obj *model_side(ml_app *app, ml_worker *w, compare_query *q,
+                                    const ml_human_curves *h, ml_response *resp) {
+    ml_err err = {{0}};
+    int *dims = NULL, n_dims = 0, missing = 0;
+    if (ml_compare_dims(h, app->data.target_dims, &dims, &n_dims, &missing, &err) != 0) {
+        ml_respond_error(resp, 500, "internal", "%s", err.msg);
+        return NULL;
+    }
+    if (n_dims == 0) {
+        free(dims);
+        ml_respond_error(resp, 422, "no_common_dimensions",
+                         "none of the human data's %d dimensions exists in the model's targets "
+                         "(%d dimensions)", h->n_dims, app->data.target_dims);
+        return NULL;
+    }
+    int rc = ml_sim_set_dims(&q->rq, dims, n_dims);
+    free(dims);
+    if (rc != 0) {
+        ml_respond_error(resp, 500, "internal", "out of memory");
+        return NULL;
+    }
+    return simulate_model(app, w, &q->rq, resp);
+}
+
+static void compare(ml_app *app, ml_worker *w, compare_query *q, const ml_human_curves *h,
+                    const ml_human_status *st, ml_response *resp) {
+    model_curves_obj *m = model_side(app, w, q, h, resp);
+    if (!m) return;
+    ml_err err = {{0}};
+    ml_comparison cmp;
+    if (ml_compare(&m->curves, m->accuracy, h, (int)q->max_trial + 1, &cmp, &err) != 0) {
+        ml_respond_error(resp, 500, "internal", "%s", err.msg);
+    } else {
+        ml_warnings warn = {0};
+        ml_warn_seq_len(&warn, app, q->rq.seq_len);
+        ml_buf out = {0};
+        ml_jw jw;
+        ml_jw_init(&jw, &out);
+        ml_render_comparison(&jw, app, &q->rq, (int)q->max_trial, &cmp, h, st, &warn);
+        ml_comparison_free(&cmp);
+        ml_respond_writer(resp, 200, &jw);
+    }
+    ml_unref(&m->ref);
+}
+
 void ml_h_compare(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp) {
     compare_query q;
-    if (parse_compare(app, req, &q, resp) != 0) return;
+    if (parse_compare(app, req, &q, resp) != 0) goto done;
     ml_human_status st;
     ml_human_snapshot *snap = get_snapshot(app, &st, resp);
-    if (!snap) return;
+    if (!snap) goto done;
     ml_err err = {{0}};
-    ml_human_curves hc;
-    json_t *hdoc = human_curves(app, snap, (int)q.max_trial, q.rq.seed, q.rq.n_boot, &hc, &err);
-    ml_human_snapshot_release(snap);
-    if (!hdoc) {
+    human_curves_obj *o = human_curves(app, snap, (int)q.max_trial, q.rq.seed, q.rq.n_boot, &err);
+    ml_human_snapshot_unref(snap);
+    if (!o) {
         ml_respond_error(resp, 500, "internal", "%s", err.msg);
-        return;
+        goto done;
     }
-    json_decref(hdoc);
-
-    /* The model plays the dimensions the humans saw (those the targets have). */
-    json_t *notes = json_array();
-    q.rq.n_dims = 0;
-    for (int i = 0; i < hc.n_dims && q.rq.n_dims < ML_SIM_MAX_DIMS; i++) {
-        if (hc.by_dim[i].dimension < app->data.target_dims)
-            q.rq.dims[q.rq.n_dims++] = hc.by_dim[i].dimension;
-        else
-            json_array_append_new(notes, json_sprintf("human dimension %d has no counterpart: "
-                                                      "the targets have %d dimensions",
-                                                      hc.by_dim[i].dimension,
-                                                      app->data.target_dims));
-    }
-    if (q.rq.n_dims == 0) {
-        ml_human_curves_free(&hc);
-        json_decref(notes);
-        ml_respond_error(resp, 422, "no_common_dimensions",
-                         "none of the human data's dimensions exists in the model's targets");
-        return;
-    }
-    int rc = 0;
-    ml_blob *b = ml_sim_answer(app, w, &q.rq, NULL, &rc, &err);
-    json_t *mdoc = b ? json_loadb(b->data, b->len, 0, NULL) : NULL;
-    ml_blob_unref(b);
-    if (!mdoc) {
-        ml_human_curves_free(&hc);
-        json_decref(notes);
-        ml_respond_error(resp, 500, "simulation_failed", "%s", err.msg[0] ? err.msg : "out of memory");
-        return;
-    }
-    int n_trials = (int)q.max_trial + 1;
-    curve_view *mv = malloc(sizeof *mv), *hv = malloc(sizeof *hv);
-    json_t *doc = NULL;
-    if (mv && hv &&
-        model_curve_view(json_object_get(mdoc, "curve"), q.rq.episodes, n_trials, mv) == 0) {
-        human_curve_view(&hc.overall, n_trials, hv);
-        doc = json_pack("{s:i,s:i,s:I,s:i,s:b,s:f,s:o}", "episodes", q.rq.episodes, "seq_len",
-                        q.rq.seq_len, "seed", (json_int_t)q.rq.seed, "max_trial",
-                        (int)q.max_trial, "model_synthetic", app->model.synthetic,
-                        "model_accuracy", json_number_value(json_object_get(mdoc, "accuracy")),
-                        "overall", side_by_side(mv, hv));
-        json_object_set_new(json_object_get(doc, "overall"), "human_participants",
-                            json_integer((json_int_t)hc.overall.participants));
-        json_t *dims = json_array(), *by_model = json_object_get(mdoc, "by_dimension");
-        for (size_t i = 0; i < json_array_size(by_model); i++) {
-            json_t *md = json_array_get(by_model, i);
-            int dim = (int)json_integer_value(json_object_get(md, "dimension"));
-            int eps = (int)json_integer_value(json_object_get(md, "episodes"));
-            const ml_human_curve *h = NULL;
-            for (int k = 0; k < hc.n_dims; k++)
-                if (hc.by_dim[k].dimension == dim) h = &hc.by_dim[k];
-            if (!h || eps == 0 ||
-                model_curve_view(json_object_get(md, "curve"), eps, n_trials, mv) != 0)
-                continue;
-            human_curve_view(h, n_trials, hv);
-            json_t *e = side_by_side(mv, hv);
-            json_object_set_new(e, "dimension", json_integer(dim));
-            json_object_set_new(e, "model_episodes", json_integer(eps));
-            json_object_set_new(e, "human_participants", json_integer((json_int_t)h->participants));
-            json_array_append_new(dims, e);
-        }
-        json_object_set_new(doc, "by_dimension", dims);
-        if (app->model.synthetic)
-            json_array_append_new(notes, json_string(
-                "the model and its items are the SYNTHETIC demo bundle: its dimensions are not "
-                "SPoSE dimensions, so this comparison only exercises the machinery"));
-        json_object_set_new(doc, "notes", notes);
-        notes = NULL;
-        json_object_set_new(doc, "source", ml_human_source_json(&st));
-    }
-    free(mv);
-    free(hv);
-    json_decref(notes);
-    json_decref(mdoc);
-    ml_human_curves_free(&hc);
-    if (!doc) {
-        ml_respond_error(resp, 500, "internal", "could not assemble the comparison");
-        return;
-    }
-    ml_respond_json(resp, 200, doc);
+    compare(app, w, &q, &o->c, &st, resp);
+    ml_unref(&o->ref);
+done:
+    ml_sim_request_free(&q.rq);
 }

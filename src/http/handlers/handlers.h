@@ -1,0 +1,41 @@
+/* The handlers behind the endpoint table (http/routes.c), by file. Each parses and validates
+ * its request (http/request.h), asks the engine, and renders what it gets (http/render/). */
+#ifndef METALIGN_HTTP_HANDLERS_H
+#define METALIGN_HTTP_HANDLERS_H
+
+#include "engine/app.h"
+#include "http/request.h"
+#include "http/response.h"
+
+/* basic.c: health, discovery, items, metrics, jobs */
+void ml_h_root(ml_app *app, const ml_request *req, ml_response *resp);
+void ml_h_healthz(ml_app *app, const ml_request *req, ml_response *resp);
+void ml_h_readyz(ml_app *app, const ml_request *req, ml_response *resp);
+void ml_h_info(ml_app *app, const ml_request *req, ml_response *resp);
+void ml_h_items(ml_app *app, const ml_request *req, ml_response *resp);
+void ml_h_metrics(ml_app *app, const ml_request *req, ml_response *resp);
+void ml_h_job_get(ml_app *app, const ml_request *req, ml_response *resp);
+void ml_h_job_delete(ml_app *app, const ml_request *req, ml_response *resp);
+
+/* activations.c */
+void ml_h_activations(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
+
+/* cka.c */
+void ml_h_cka_fast(ml_app *app, const ml_request *req, ml_response *resp);
+void ml_h_cka(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
+void ml_h_cka_matrix_fast(ml_app *app, const ml_request *req, ml_response *resp);
+void ml_h_cka_matrix(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
+
+/* curves.c */
+void ml_h_curves_fast(ml_app *app, const ml_request *req, ml_response *resp);
+void ml_h_curves(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
+
+/* human.c */
+void ml_h_human_curves(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
+void ml_h_human_refresh(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
+void ml_h_compare(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
+
+/* Shared by the handlers: the cached answer under key as the response (1), or 0. */
+int ml_answer_from_cache(ml_app *app, const char *key, ml_response *resp);
+
+#endif

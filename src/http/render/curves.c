@@ -1,0 +1,128 @@
+/* The learning-curve answers: the simulation's and the curve shape every answer shares. */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "http/render/render.h"
+
+void ml_warn(ml_warnings *w, const char *fmt, ...) {
+    if (w->n == ML_MAX_WARNINGS) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->text[w->n++], sizeof w->text[0], fmt, ap);
+    va_end(ap);
+}
+
+void ml_warn_seq_len(ml_warnings *w, const ml_app *app, int seq_len) {
+    int trained = app->model.trained_seq_len;
+    if (trained > 0 && seq_len > trained)
+        ml_warn(w, "seq_len=%d is beyond the %d trials the model was trained on: trials "
+                   "%d..%d extrapolate its positions", seq_len, trained, trained, seq_len - 1);
+}
+
+void ml_render_warnings(ml_jw *w, const ml_warnings *warn) {
+    ml_jw_key(w, "warnings");
+    ml_jw_array(w);
+    for (int i = 0; warn && i < warn->n; i++) ml_jw_string(w, warn->text[i]);
+    ml_jw_array_end(w);
+}
+
+static void values(ml_jw *w, const double *v, const int64_t *n, int n_trials) {
+    ml_jw_array(w);
+    for (int t = 0; t < n_trials; t++) {
+        if (n[t] > 0)
+            ml_jw_double_or_null(w, v[t]);
+        else
+            ml_jw_null(w);
+    }
+    ml_jw_array_end(w);
+}
+
+void ml_render_curve(ml_jw *w, const ml_curve *c, int n_trials, int n_boot, int with_n) {
+    if (n_trials > c->n_trials) n_trials = c->n_trials;
+    ml_jw_object(w);
+    ml_jw_key(w, "p_correct");
+    values(w, c->p_correct, c->n, n_trials);
+    ml_jw_key(w, "ci_low");
+    if (n_boot > 0)
+        values(w, c->ci_low, c->n, n_trials);
+    else
+        ml_jw_null(w);
+    ml_jw_key(w, "ci_high");
+    if (n_boot > 0)
+        values(w, c->ci_high, c->n, n_trials);
+    else
+        ml_jw_null(w);
+    if (with_n) {
+        ml_jw_key(w, "n");
+        ml_jw_array(w);
+        for (int t = 0; t < n_trials; t++) ml_jw_int(w, c->n[t]);
+        ml_jw_array_end(w);
+    }
+    ml_jw_object_end(w);
+}
+
+static void render_episode(ml_jw *w, const ml_sim_result *res, int e) {
+    size_t S = (size_t)res->seq_len, row = (size_t)e * S;
+    ml_jw_object(w);
+    ml_jw_kint(w, "episode", e);
+    ml_jw_kint(w, "dimension", res->dim[e]);
+    ml_jw_key(w, "items");
+    ml_jw_ints(w, res->items + row, S);
+    ml_jw_key(w, "labels");
+    ml_jw_ints(w, res->labels + row, S);
+    ml_jw_key(w, "probabilities");
+    ml_jw_array(w);
+    for (size_t t = 0; t < S; t++) ml_jw_float(w, ml_sim_probability(res->logits[row + t]));
+    ml_jw_array_end(w);
+    ml_jw_key(w, "correct");
+    ml_jw_array(w);
+    for (size_t t = 0; t < S; t++) ml_jw_int(w, res->correct[row + t]);
+    ml_jw_array_end(w);
+    ml_jw_object_end(w);
+}
+
+void ml_render_sim(ml_jw *w, const ml_app *app, const ml_sim_request *rq,
+                   const ml_sim_result *res, const ml_sim_curves *curves,
+                   const ml_warnings *warn) {
+    ml_jw_object(w);
+    ml_jw_kint(w, "episodes", rq->episodes);
+    ml_jw_kint(w, "seq_len", rq->seq_len);
+    ml_jw_key(w, "seed");
+    ml_jw_int(w, (int64_t)rq->seed);
+    ml_jw_key(w, "dims");
+    ml_jw_ints(w, rq->dims, (size_t)rq->n_dims);
+    ml_jw_kbool(w, "standardize", rq->standardize);
+    ml_jw_kint(w, "batch_size", rq->batch_size);
+    ml_jw_kint(w, "n_boot", rq->n_boot);
+    ml_jw_kdouble(w, "ci_level", ML_CI_LEVEL);
+    ml_jw_kbool(w, "synthetic", app->model.synthetic);
+    ml_jw_kdouble(w, "accuracy", res->accuracy);
+    ml_jw_kdouble(w, "loss", res->loss);
+    ml_jw_key(w, "curve");
+    ml_render_curve(w, &curves->overall.curve, rq->seq_len, rq->n_boot, 0);
+    ml_jw_key(w, "by_dimension");
+    ml_jw_array(w);
+    for (int g = 0; g < curves->n_groups; g++) {
+        const ml_sim_group *grp = &curves->by_dim[g];
+        ml_jw_object(w);
+        ml_jw_kint(w, "dimension", grp->dimension);
+        ml_jw_kint(w, "episodes", grp->episodes);
+        ml_jw_key(w, "accuracy");
+        ml_jw_double_or_null(w, grp->accuracy);
+        ml_jw_key(w, "curve");
+        if (grp->episodes == 0) /* fewer episodes than dims: nothing to report */
+            ml_jw_null(w);
+        else
+            ml_render_curve(w, &grp->curve, rq->seq_len, rq->n_boot, 0);
+        ml_jw_object_end(w);
+    }
+    ml_jw_array_end(w);
+    ml_render_warnings(w, warn);
+    if (rq->include_episodes) {
+        ml_jw_key(w, "episodes_detail");
+        ml_jw_array(w);
+        for (int e = 0; e < res->episodes; e++) render_episode(w, res, e);
+        ml_jw_array_end(w);
+    }
+    ml_jw_object_end(w);
+}
