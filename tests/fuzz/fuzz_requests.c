@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/app.h"
+#include "http/handlers/handlers.h"
 #include "http/routes.h"
 
 #ifndef ML_SOURCE_ROOT
@@ -31,12 +32,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     free(cfg.human_url);
     cfg.human_url = strdup("http://127.0.0.1:9/unreachable");
     cfg.threads = 1;
-    if (ml_app_load(&app, &cfg, &err) != 0 || ml_app_start(&app, &err) != 0) abort();
     const char *names[64];
     for (int i = 0; i < ml_n_routes; i++) names[i] = ml_routes[i].name;
-    app.metrics = ml_metrics_new(names, ml_n_routes);
-    worker = ml_app_worker_init(&app, 0);
-    if (ml_cka_cache_prepare(&app, worker, &err) != 0) abort();
+    if (ml_app_load(&app, &cfg, &err) != 0 || ml_app_start(&app, names, ml_n_routes, &err) != 0)
+        abort();
+    worker = calloc(1, sizeof *worker);
+    worker->app = &app;
+    if (!ml_app_cka(&app, worker, &err)) abort();
     return 0;
 }
 
@@ -99,8 +101,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     }
     if (resp.status && (resp.status < 200 || resp.status > 599)) abort();
-    if (resp.status && resp.body && resp.content_type && strstr(resp.content_type, "json")) {
-        json_t *doc = json_loadb(resp.body, resp.body_len, 0, NULL);
+    size_t len = 0;
+    const char *body = ml_response_data(&resp, &len);
+    if (resp.status && len && resp.content_type && strstr(resp.content_type, "json")) {
+        json_t *doc = json_loadb(body, len, 0, NULL);
         if (!doc) abort(); /* every answer is valid JSON */
         json_decref(doc);
     }

@@ -154,8 +154,11 @@ int http_call(const test_daemon *d, const char *method, const char *path, const 
     memset(r, 0, sizeof *r);
     CURL *c = curl_easy_init();
     if (!c) return -1;
-    char url[512];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", d->port, path);
+    char *url = NULL; /* paths can be long (dims lists of a thousand entries) */
+    if (asprintf(&url, "http://127.0.0.1:%d%s", d->port, path) < 0) {
+        curl_easy_cleanup(c);
+        return -1;
+    }
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
@@ -182,6 +185,7 @@ int http_call(const test_daemon *d, const char *method, const char *path, const 
     }
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(c);
+    free(url);
     return rc == CURLE_OK ? 0 : -1;
 }
 
