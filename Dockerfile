@@ -4,15 +4,20 @@
 #   docker run --rm -p 8080:8080 metalignd                       # the synthetic demo bundle
 #   docker run --rm -p 8080:8080 -v /data/things:/data:ro metalignd \
 #       --config /data/things.json --listen 0.0.0.0:8080         # your own files
+# BASE may name any Debian bookworm image: tools/test_container.sh makes one with debootstrap
+# (no registry needed) and builds with podman, which keeps the HEALTHCHECK only with
+# `--format docker` (OCI image configs have no health check).
 
-FROM debian:bookworm-slim AS build
+ARG BASE=debian:bookworm-slim
+
+FROM ${BASE} AS build
 WORKDIR /src
 COPY tools/install-deps.sh tools/
 RUN tools/install-deps.sh build && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN tools/build.sh build -Dprefix=/opt/metalignd && meson install -C build
 
-FROM debian:bookworm-slim
+FROM ${BASE}
 COPY tools/install-deps.sh /tmp/install-deps.sh
 RUN /tmp/install-deps.sh runtime && rm -rf /var/lib/apt/lists/* /tmp/install-deps.sh \
  && useradd --system --home-dir /var/lib/metalignd --create-home --shell /usr/sbin/nologin metalignd \

@@ -11,11 +11,15 @@ build="gcc libc6-dev pkg-config meson ninja-build libmicrohttpd-dev libjansson-d
        libcurl4-openssl-dev libzip-dev zlib1g-dev libcsv-dev curl ca-certificates"
 # clang + its runtime give libFuzzer and the sanitizer runtimes the test suite uses.
 test_extra="clang libclang-rt-14-dev"
+# The container test (tools/test_container.sh, as root): debootstrap makes a bookworm base image
+# without a registry, podman builds the Dockerfile on it. podman builds in-process (no buildah
+# binary) and root's store uses the kernel's overlayfs, so neither buildah nor fuse-overlayfs.
+container="podman debootstrap"
 
 case "$profile" in
   runtime) want="$runtime" ;;
   build) want="$build" ;;
-  test) want="$build $test_extra" ;;
+  test) want="$build $test_extra $container" ;;
   *) echo "usage: $0 [build|test|runtime]" >&2; exit 2 ;;
 esac
 

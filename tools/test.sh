@@ -30,7 +30,7 @@ trap 'rm -f "$failed_builds"' EXIT
 
 suite_args="--no-suite fuzz"
 suite release build
-suite sanitizers build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+suite_args="--no-suite fuzz --no-suite container" suite sanitizers build-asan -Db_sanitize=address,undefined -Db_lundef=false \
   -Dc_args=-fno-sanitize-recover=undefined -Dbuildtype=debugoptimized
 suite_args="--suite fuzz"
 CC=clang suite fuzzing build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \

@@ -19,7 +19,11 @@ check "Dockerfile runtime installs the runtime profile" grep -q "install-deps.sh
 check "Dockerfile runs as a non-root user" grep -Eq "^USER +[a-z]" "$df"
 check "Dockerfile health-checks /readyz" grep -Eq "HEALTHCHECK.*/readyz" "$df"
 check "Dockerfile exposes 8080" grep -Eq "^EXPOSE +8080" "$df"
-check "Dockerfile is Debian bookworm" grep -Eq "^FROM debian:bookworm" "$df"
+check "Dockerfile is Debian bookworm by default" grep -Eq "^ARG +BASE=debian:bookworm" "$df"
+# BASE is a build argument (tools/test_container.sh passes a debootstrap base); no stage may
+# start from anything else.
+check "every Dockerfile stage starts from BASE" sh -c \
+  'grep -Eq "^FROM " "$1" && ! grep -E "^FROM " "$1" | grep -Eqv "^FROM +\\\$\\{BASE\\}( |$)"' sh "$df"
 
 # Every runtime package the container installs exists in the archive this machine sees.
 pkgs=$(sed -n 's/^runtime="\(.*\)"$/\1/p' "$src/tools/install-deps.sh")
