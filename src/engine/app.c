@@ -8,6 +8,7 @@
 #include "metalign/blas.h"
 #include "engine/human_store.h"
 #include "metalign/human_curves.h"
+#include "util/cpus.h"
 #include "util/priority.h"
 
 #define BATCH_ROWS 4096      /* rows per forward call: one workspace's size */
@@ -40,7 +41,7 @@ int ml_app_load(ml_app *app, const ml_config *cfg, ml_err *err) {
 
     app->max_seq = app->model.cfg.pos == ML_POS_LEARNED ? app->model.cfg.max_seq_len : MAX_SEQ_ROPE;
     app->batch_rows = BATCH_ROWS;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long cores = ml_cpus_usable(); /* affinity and cgroup quota, not the machine's count */
     app->threads = cfg->threads > 0 ? cfg->threads : (cores > 0 ? (int)cores : 1);
     return 0;
 }

@@ -2,7 +2,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include <jansson.h>
+
 #include "metalign/human_csv.h"
+#include "metalign/human_curves.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
