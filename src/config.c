@@ -41,6 +41,15 @@ static const opt_def options[] = {
     {"human-max-age", OPT_INT, OFF(human_max_age), 0, INT_MAX, "SECONDS", "revalidate the cached human CSV after this (default 86400)"},
     {"human-timeout", OPT_INT, OFF(human_timeout), 1, 3600, "SECONDS", "total time for one download (default 60)"},
     {"human-max-bytes", OPT_SIZE, OFF(human_max_bytes), 1024, 1L << 34, "BYTES", "largest human CSV accepted (default 64 MiB)"},
+    {"redis", OPT_STR, OFF(redis), 0, 0, "URL", "redis://HOST:PORT[/DB]: share jobs, work and caches with other replicas"},
+    {"redis-connect-timeout", OPT_INT, OFF(redis_connect_timeout), 10, 60000, "MS", "Redis connect timeout (default 1000)"},
+    {"redis-timeout", OPT_INT, OFF(redis_timeout), 10, 60000, "MS", "Redis command timeout (default 2000)"},
+    {"redis-claim-timeout", OPT_INT, OFF(redis_claim_timeout), 1, 3600, "SECONDS", "a chunk without heartbeat this long is redone elsewhere (default 30)"},
+    {"chunk-episodes", OPT_INT, OFF(chunk_episodes), 0, 100000, "N", "episodes per shared chunk (default 0: one forward call's worth)"},
+    {"redis-max-jobs", OPT_INT, OFF(redis_max_jobs), 1, 100000, "N", "active shared jobs across replicas (default 64)"},
+    {"redis-result-ttl", OPT_INT, OFF(redis_result_ttl), 1, 86400 * 30, "SECONDS", "shared result cache lifetime (default 3600)"},
+    {"redis-results", OPT_INT, OFF(redis_results), 1, 1000000, "N", "shared result cache entries (default 1024)"},
+    {"replica-name", OPT_STR, OFF(replica_name), 0, 0, "NAME", "this replica's name for Redis (default HOST-PID)"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -68,6 +77,12 @@ void ml_config_defaults(ml_config *c) {
     c->human_max_age = 86400;
     c->human_timeout = 60;
     c->human_max_bytes = 64u << 20;
+    c->redis_connect_timeout = 1000;
+    c->redis_timeout = 2000;
+    c->redis_claim_timeout = 30;
+    c->redis_max_jobs = 64;
+    c->redis_result_ttl = 3600;
+    c->redis_results = 1024;
     c->cache_dir = default_cache_dir();
 }
 

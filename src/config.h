@@ -33,6 +33,17 @@ typedef struct ml_config {
     int human_max_age;       /* seconds before a cached human CSV is revalidated */
     int human_timeout;       /* total seconds for one download */
     size_t human_max_bytes;  /* downloads larger than this fail */
+    /* Scale-out (docs/SCALEOUT.md): all unused without redis. */
+    char *redis;             /* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]; NULL = alone */
+    int redis_connect_timeout; /* milliseconds for one connect */
+    int redis_timeout;       /* milliseconds for one command's answer */
+    int redis_claim_timeout; /* seconds a chunk may go without a heartbeat before another
+                              * replica takes it over */
+    int chunk_episodes;      /* episodes per chunk; 0 = one forward call's worth */
+    int redis_max_jobs;      /* active shared jobs across all replicas */
+    int redis_result_ttl;    /* seconds an answer stays in the shared result cache */
+    int redis_results;       /* answers the shared result cache holds */
+    char *replica_name;      /* this replica's name in the consumer group; NULL = HOST-PID */
     int check;               /* --check: load, validate, print, exit */
 } ml_config;
 

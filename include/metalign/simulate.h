@@ -68,6 +68,26 @@ int ml_simulate(ml_runner *r, const ml_sim_request *rq, const ml_sim_hooks *hook
                 ml_sim_result *res, ml_err *err);
 void ml_sim_result_free(ml_sim_result *res);
 
+/* The pieces of ml_simulate, for running an episode range somewhere else and merging it
+ * (the scale-out's chunks, src/engine/chunks.c). Episode e depends only on (seed, e), and its
+ * logits not on the batch it ran in, so ranges computed anywhere and put side by side give
+ * the bits ml_simulate gives; ml_sim_finish then scores them with the same code.
+ *
+ * Allocates res for episodes x seq_len trials (every array uninitialised); 0 or -1. */
+int ml_sim_result_alloc(ml_sim_result *res, int episodes, int seq_len);
+/* Episodes [e0, e0 + n) of rq (checked with ml_sim_check): their dims into dim (n) and
+ * their items and labels into items/labels (n, S), row 0 being episode e0. */
+int ml_sim_sample_range(const ml_dataset *d, const ml_sim_request *rq, int e0, int n, int *dim,
+                        int *items, int *labels, ml_err *err);
+/* The same, plus the logits (n, S) from the model; hooks as ml_simulate's, progress counting
+ * episodes done within the range. 0, -1 with err, or 1 when cancelled. */
+int ml_sim_run_range(ml_runner *r, const ml_sim_request *rq, int e0, int n,
+                     const ml_sim_hooks *hooks, int *dim, int *items, int *labels, float *logits,
+                     ml_err *err);
+/* Scores a filled result (dim, items, labels, logits of every episode): correct, loss and
+ * accuracy; -1 with err when the loss is not finite. */
+int ml_sim_finish(const ml_sim_request *rq, ml_sim_result *res, ml_err *err);
+
 /* The probability the model gives label 1 at a trial, in float32 as torch computes it. */
 float ml_sim_probability(float logit);
 

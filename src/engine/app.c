@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "engine/human_store.h"
+#include "engine/shared.h"
 #include "metalign/blas.h"
 #include "util/cpus.h"
 #include "util/priority.h"
@@ -75,6 +76,10 @@ static int open_human(ml_app *app, ml_err *err) {
     hc.total_timeout_ms = (long)app->cfg->human_timeout * 1000;
     if (hc.connect_timeout_ms > hc.total_timeout_ms) hc.connect_timeout_ms = hc.total_timeout_ms;
     hc.max_bytes = app->cfg->human_max_bytes;
+    if (app->shared) { /* one download across replicas */
+        hc.fetch = ml_shared_human_fetch;
+        hc.fetch_ctx = app->shared;
+    }
     app->human = ml_human_open(&hc, err);
     return app->human ? 0 : ml_err_prefix(err, "human data (--human-url, --cache-dir)");
 }
@@ -90,6 +95,7 @@ int ml_app_start(ml_app *app, const char *const *route_names, int n_routes, ml_e
     app->cka = ml_cka_cache_new();
     if (!app->metrics || !app->jobs || !app->results || !app->cka)
         return ml_errf(err, "out of memory");
+    if (app->cfg->redis && ml_shared_open(app, err) != 0) return -1;
     if (open_human(app, err) != 0) return -1;
     ml_workers_options wo = {
         .n_workers = app->threads,
@@ -117,8 +123,10 @@ static void free_acts(ml_item_acts *a) {
 }
 
 void ml_app_free(ml_app *app) {
+    ml_shared_stop(app->shared); /* no new chunks for the workers to drain */
     ml_workers_free(app->workers);
     if (app->human) ml_human_free(app->human);
+    ml_shared_free(app->shared);
     ml_metrics_free(app->metrics);
     ml_jobs_free(app->jobs);
     ml_lru_free(app->results);

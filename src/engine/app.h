@@ -62,6 +62,7 @@ struct ml_app {
     ml_jobs *jobs;
     ml_lru *results;      /* rendered answers and computed results, by canonical request */
     struct ml_human *human; /* the human data: fetched on demand, cached on disk */
+    struct ml_shared *shared; /* with --redis: what replicas share (engine/shared.h), else NULL */
 
     /* Derived once, on first use (app.c). */
     ml_once emb_once;

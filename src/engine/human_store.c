@@ -201,7 +201,9 @@ static void do_fetch(ml_human *h, const meta *cur, fetch_outcome *o) {
     time_t now = time(NULL);
     char *buf = NULL;
     ml_human_data data = {0};
-    if (ml_fetch_to_fd(&rq, fd, &res, &o->err) != 0) {
+    int fetched = h->cfg.fetch ? h->cfg.fetch(h->cfg.fetch_ctx, &rq, fd, &res, &o->err)
+                               : ml_fetch_to_fd(&rq, fd, &res, &o->err);
+    if (fetched != 0) {
         o->code = res.code;
         goto fail;
     }

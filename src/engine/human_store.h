@@ -24,6 +24,11 @@ typedef struct ml_human_config {
     long connect_timeout_ms;  /* default 10000 */
     long total_timeout_ms;    /* default 60000 */
     size_t max_bytes;         /* default 64 MiB */
+    /* The download; NULL: ml_fetch_to_fd. The scale-out puts one in front of it that shares
+     * a single download among replicas (engine/shared.h). Same contract. */
+    int (*fetch)(void *ctx, const ml_fetch_request *rq, int fd, ml_fetch_result *res,
+                 ml_err *err);
+    void *fetch_ctx;
 } ml_human_config;
 
 void ml_human_config_defaults(ml_human_config *c);

@@ -107,63 +107,81 @@ int ml_sim_check(const ml_runner *r, const ml_sim_request *rq, ml_err *err) {
     return 0;
 }
 
-static int alloc_result(ml_sim_result *res, size_t E, size_t S) {
+int ml_sim_result_alloc(ml_sim_result *res, int episodes, int seq_len) {
+    size_t E = (size_t)episodes, S = (size_t)seq_len;
+    memset(res, 0, sizeof *res);
+    res->episodes = episodes;
+    res->seq_len = seq_len;
     res->dim = malloc(sizeof(int) * E);
     res->items = malloc(sizeof(int) * E * S);
     res->labels = malloc(sizeof(int) * E * S);
     res->logits = malloc(sizeof(float) * E * S);
     res->correct = malloc(E * S);
-    return res->dim && res->items && res->labels && res->logits && res->correct ? 0 : -1;
+    if (res->dim && res->items && res->labels && res->logits && res->correct) return 0;
+    ml_sim_result_free(res);
+    return -1;
+}
+
+int ml_sim_sample_range(const ml_dataset *d, const ml_sim_request *rq, int e0, int n, int *dim,
+                        int *items, int *labels, ml_err *err) {
+    size_t S = (size_t)rq->seq_len;
+    int *scratch = malloc(sizeof(int) * (size_t)d->n_items);
+    if (!scratch) return ml_errf(err, "out of memory sampling %d episodes", n);
+    for (int i = 0; i < n; i++) {
+        int e = e0 + i;
+        dim[i] = rq->dims[e % rq->n_dims];
+        ml_episode_sample(d, rq->seed, e, dim[i], rq->seq_len, items + (size_t)i * S,
+                          labels + (size_t)i * S, scratch);
+    }
+    free(scratch);
+    return 0;
+}
+
+int ml_sim_run_range(ml_runner *r, const ml_sim_request *rq, int e0, int n,
+                     const ml_sim_hooks *hooks, int *dim, int *items, int *labels, float *logits,
+                     ml_err *err) {
+    size_t S = (size_t)rq->seq_len;
+    /* Episodes per forward call: as many as the workspace holds, so each GEMM sees
+     * (episodes x trials) rows at once. */
+    int per_call = r->max_rows / rq->seq_len;
+    if (per_call < 1) per_call = 1;
+    for (int i0 = 0; i0 < n; i0 += per_call) {
+        if (hooks && hooks->cancelled && hooks->cancelled(hooks->ctx)) {
+            ml_errf(err, "cancelled");
+            return 1;
+        }
+        int nb = n - i0 < per_call ? n - i0 : per_call;
+        size_t row0 = (size_t)i0 * S;
+        if (ml_sim_sample_range(r->data, rq, e0 + i0, nb, dim + i0, items + row0, labels + row0,
+                                err) != 0 ||
+            ml_runner_run(r, items + row0, labels + row0, nb, rq->seq_len, rq->standardize, NULL,
+                          logits + row0, err) != 0)
+            return -1;
+        if (hooks && hooks->progress) hooks->progress(hooks->ctx, i0 + nb);
+    }
+    return 0;
+}
+
+int ml_sim_finish(const ml_sim_request *rq, ml_sim_result *res, ml_err *err) {
+    score(rq, res);
+    if (!isfinite(res->loss))
+        return ml_errf(err, "the model produced values that are not finite on these episodes; "
+                            "check the checkpoint and the backbone features");
+    return 0;
 }
 
 int ml_simulate(ml_runner *r, const ml_sim_request *rq, const ml_sim_hooks *hooks,
                 ml_sim_result *res, ml_err *err) {
     memset(res, 0, sizeof *res);
     if (ml_sim_check(r, rq, err) != 0) return -1;
-    size_t E = (size_t)rq->episodes, S = (size_t)rq->seq_len;
-    res->episodes = rq->episodes;
-    res->seq_len = rq->seq_len;
-    int *scratch = malloc(sizeof(int) * (size_t)r->data->n_items);
-    if (!scratch || alloc_result(res, E, S) != 0) {
-        free(scratch);
-        ml_sim_result_free(res);
-        return ml_errf(err, "out of memory for %zu episodes of %zu trials", E, S);
-    }
-    /* Episodes per forward call: as many as the workspace holds, so each GEMM sees
-     * (episodes x trials) rows at once. */
-    int per_call = r->max_rows / rq->seq_len;
-    if (per_call < 1) per_call = 1;
-    int rc = 0;
-    for (int e0 = 0; e0 < rq->episodes && rc == 0; e0 += per_call) {
-        if (hooks && hooks->cancelled && hooks->cancelled(hooks->ctx)) {
-            rc = 1;
-            ml_errf(err, "cancelled");
-            break;
-        }
-        int nb = rq->episodes - e0 < per_call ? rq->episodes - e0 : per_call;
-        for (int e = e0; e < e0 + nb; e++) {
-            res->dim[e] = rq->dims[e % rq->n_dims];
-            ml_episode_sample(r->data, rq->seed, e, res->dim[e], rq->seq_len,
-                              res->items + (size_t)e * S, res->labels + (size_t)e * S, scratch);
-        }
-        size_t row0 = (size_t)e0 * S;
-        if (ml_runner_run(r, res->items + row0, res->labels + row0, nb, rq->seq_len,
-                          rq->standardize, NULL, res->logits + row0, err) != 0)
-            rc = -1;
-        if (rc == 0 && hooks && hooks->progress) hooks->progress(hooks->ctx, e0 + nb);
-    }
-    free(scratch);
-    if (rc != 0) {
-        ml_sim_result_free(res);
-        return rc;
-    }
-    score(rq, res);
-    if (!isfinite(res->loss)) {
-        ml_sim_result_free(res);
-        return ml_errf(err, "the model produced values that are not finite on these episodes; "
-                            "check the checkpoint and the backbone features");
-    }
-    return 0;
+    if (ml_sim_result_alloc(res, rq->episodes, rq->seq_len) != 0)
+        return ml_errf(err, "out of memory for %d episodes of %d trials", rq->episodes,
+                       rq->seq_len);
+    int rc = ml_sim_run_range(r, rq, 0, rq->episodes, hooks, res->dim, res->items, res->labels,
+                              res->logits, err);
+    if (rc == 0) rc = ml_sim_finish(rq, res, err);
+    if (rc != 0) ml_sim_result_free(res);
+    return rc;
 }
 
 static void group_free(ml_sim_group *g) { ml_curve_free(&g->curve); }

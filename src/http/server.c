@@ -2,6 +2,8 @@
 
 #include <stdlib.h>
 
+#include "engine/shared.h"
+#include "http/handlers/curves.h"
 #include "http/routes.h"
 
 #define ML_CONNECTION_LIMIT 1024
@@ -38,6 +40,8 @@ int ml_server_start(ml_server *s, ml_app *app, ml_err *err) {
     int rc = ml_app_start(app, names, ml_n_routes, err);
     free(names);
     if (rc != 0) return -1;
+    /* the replicas' shared chunks, merged and rendered here as a single daemon renders */
+    if (app->shared && ml_shared_start(app->shared, ml_curves_render, err) != 0) return -1;
 
     char host[256];
     int port;

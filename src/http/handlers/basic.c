@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "engine/human_store.h"
+#include "engine/shared.h"
 #include "http/handlers/handlers.h"
 #include "http/render/render.h"
 #include "http/routes.h"
@@ -52,6 +53,7 @@ void ml_h_healthz(ml_app *app, const ml_request *req, ml_response *resp) {
 
 void ml_h_readyz(ml_app *app, const ml_request *req, ml_response *resp) {
     if (plain_get(req, resp) != 0) return;
+    if (ml_app_is_ready(app) && app->shared && !ml_shared_ready(app, resp)) return;
     if (ml_app_is_ready(app))
         ml_respond_json(resp, 200, json_pack("{s:s}", "status", "ready"));
     else
@@ -190,6 +192,7 @@ void ml_h_metrics(ml_app *app, const ml_request *req, ml_response *resp) {
                         "metalignd_result_cache_bytes %zu\n",
                   entries, bytes);
     ml_human_render_metrics(app->human, &out);
+    if (app->shared) ml_shared_render_metrics(app->shared, &out);
     ml_buf_printf(&out, "# HELP metalignd_ready 1 once model and data are loaded.\n"
                         "# TYPE metalignd_ready gauge\nmetalignd_ready %d\n",
                   ml_app_is_ready(app));
@@ -216,6 +219,10 @@ static void respond_job(ml_job *j, ml_response *resp) {
 void ml_h_job_get(ml_app *app, const ml_request *req, ml_response *resp) {
     if (plain_get(req, resp) != 0) return;
     ml_job *j = ml_jobs_get(app->jobs, req->path_param);
+    if (!j && app->shared) { /* a job of another replica, or of this one, in Redis */
+        ml_h_shared_job(app, req, resp, 0);
+        return;
+    }
     if (!j) {
         job_not_found(req, resp);
         return;
@@ -227,6 +234,10 @@ void ml_h_job_get(ml_app *app, const ml_request *req, ml_response *resp) {
 void ml_h_job_delete(ml_app *app, const ml_request *req, ml_response *resp) {
     if (plain_get(req, resp) != 0) return;
     ml_job *j = ml_jobs_get(app->jobs, req->path_param);
+    if (!j && app->shared) {
+        ml_h_shared_job(app, req, resp, 1);
+        return;
+    }
     if (!j) {
         job_not_found(req, resp);
         return;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/shared.h"
 #include "http/handlers/curves.h"
 #include "http/handlers/handlers.h"
 #include "http/render/render.h"
@@ -95,40 +96,52 @@ void ml_curves_key(const ml_sim_request *rq, char out[ML_KEY_LEN]) {
     ml_key_finish(&k, out);
 }
 
-ml_blob *ml_curves_answer(ml_app *app, ml_worker *w, const ml_sim_request *rq,
-                          const ml_sim_hooks *hooks, int *rc, ml_err *err) {
-    char key[ML_KEY_LEN];
-    ml_curves_key(rq, key);
-    *rc = 0;
+ml_blob *ml_curves_cached(ml_app *app, const char *key) {
     ml_blob *b = ml_lru_get_blob(app->results, key);
-    if (b) return b;
-    ml_sim_result res;
-    *rc = ml_app_simulate(app, w, rq, hooks, &res, err);
-    if (*rc != 0) return NULL;
+    if (!b && app->shared && (b = ml_shared_result_get(app->shared, key)))
+        ml_lru_put_blob(app->results, key, b);
+    return b;
+}
+
+ml_blob *ml_curves_render(ml_app *app, const ml_sim_request *rq, ml_sim_result *res,
+                          ml_err *err) {
     ml_sim_curves curves;
-    if (ml_sim_curves_compute(rq, &res, &curves, err) != 0) {
-        ml_sim_result_free(&res);
-        *rc = -1;
-        return NULL;
-    }
+    if (ml_sim_curves_compute(rq, res, &curves, err) != 0) return NULL;
     ml_warnings warn = {0};
     ml_warn_seq_len(&warn, app, rq->seq_len);
     ml_buf out = {0};
     ml_jw jw;
     ml_jw_init(&jw, &out);
-    ml_render_sim(&jw, app, rq, &res, &curves, &warn);
+    ml_render_sim(&jw, app, rq, res, &curves, &warn);
     ml_sim_curves_free(&curves);
-    ml_sim_result_free(&res);
+    ml_blob *b = NULL;
     if (ml_jw_finish(&jw) == 0) b = ml_blob_new(out.data, out.len);
     int bad = jw.bad;
     ml_buf_free(&out);
-    if (!b) {
-        *rc = -1;
+    if (!b)
         ml_errf(err, bad ? "the model produced values that are not finite on these episodes"
                          : "out of memory building the answer");
+    return b;
+}
+
+ml_blob *ml_curves_answer(ml_app *app, ml_worker *w, const ml_sim_request *rq,
+                          const ml_sim_hooks *hooks, int *rc, ml_err *err) {
+    char key[ML_KEY_LEN];
+    ml_curves_key(rq, key);
+    *rc = 0;
+    ml_blob *b = ml_curves_cached(app, key);
+    if (b) return b;
+    ml_sim_result res;
+    *rc = ml_app_simulate(app, w, rq, hooks, &res, err);
+    if (*rc != 0) return NULL;
+    b = ml_curves_render(app, rq, &res, err);
+    ml_sim_result_free(&res);
+    if (!b) {
+        *rc = -1;
         return NULL;
     }
     ml_lru_put_blob(app->results, key, b);
+    if (app->shared) ml_shared_result_put(app->shared, NULL, key, b);
     return b;
 }
 
@@ -195,6 +208,10 @@ static int submit(ml_app *app, ml_job *j, const ml_sim_request *rq) {
 
 static void start_job(ml_app *app, const ml_sim_request *rq, const char *key, ml_blob *cached,
                       ml_response *resp) {
+    if (app->shared) { /* readable, cancellable and computed on every replica */
+        ml_start_shared_job(app, rq, key, cached, resp);
+        return;
+    }
     ml_err err = {{0}};
     int existing = 0;
     ml_job *j = ml_jobs_create(app->jobs, "learning-curves", key, rq->episodes, &existing, &err);
@@ -225,7 +242,7 @@ void ml_h_curves_fast(ml_app *app, const ml_request *req, ml_response *resp) {
     if (parse_curves(app, req, &rq, &async, resp) == 0) {
         char key[ML_KEY_LEN];
         ml_curves_key(&rq, key);
-        ml_blob *cached = ml_lru_get_blob(app->results, key);
+        ml_blob *cached = ml_curves_cached(app, key);
         ml_metrics_add(app->metrics, cached ? ML_CNT_CURVES_CACHE_HIT : ML_CNT_CURVES_CACHE_MISS, 1);
         if (async)
             start_job(app, &rq, key, cached, resp);

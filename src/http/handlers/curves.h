@@ -13,4 +13,12 @@ void ml_curves_key(const ml_sim_request *rq, char out[ML_KEY_LEN]);
 ml_blob *ml_curves_answer(ml_app *app, ml_worker *w, const ml_sim_request *rq,
                           const ml_sim_hooks *hooks, int *rc, ml_err *err);
 
+/* The answer for request key from the result cache (this replica's, then the shared one);
+ * a new reference or NULL. */
+ml_blob *ml_curves_cached(ml_app *app, const char *key);
+/* The rendered answer for a finished simulation (res is not freed): what a single daemon
+ * answers, and what the scale-out's merge renders. */
+ml_blob *ml_curves_render(ml_app *app, const ml_sim_request *rq, ml_sim_result *res,
+                          ml_err *err);
+
 #endif

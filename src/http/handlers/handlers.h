@@ -35,6 +35,15 @@ void ml_h_human_curves(ml_app *app, ml_worker *w, const ml_request *req, ml_resp
 void ml_h_human_refresh(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
 void ml_h_compare(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
 
+/* shared.c: the scale-out's side of the handlers (--redis) */
+/* An async learning-curves job in the shared store (cached: its answer, already known). */
+void ml_start_shared_job(ml_app *app, const ml_sim_request *rq, const char *key,
+                         ml_blob *cached, ml_response *resp);
+/* GET (cancel 0) or DELETE (cancel 1) /v1/jobs/<id> for a job not in this replica's table. */
+void ml_h_shared_job(ml_app *app, const ml_request *req, ml_response *resp, int cancel);
+/* 1 when the shared store answers; else 0 with resp answered 503. */
+int ml_shared_ready(ml_app *app, ml_response *resp);
+
 /* Shared by the handlers: the cached answer under key as the response (1), or 0. */
 int ml_answer_from_cache(ml_app *app, const char *key, ml_response *resp);
 
