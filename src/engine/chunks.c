@@ -131,23 +131,6 @@ static const char LUA_DONE[] =
     "redis.call('ZREM', ARGV[5] .. 'active', ARGV[6])\n"
     "return 1\n";
 
-static redisReply *eval(ml_redis_conn *c, ml_err *err, const char *script, int n_keys,
-                        const char **args, const size_t *lens, int n_args) {
-    const char *argv[24];
-    size_t argl[24];
-    char nk[8];
-    snprintf(nk, sizeof nk, "%d", n_keys);
-    argv[0] = "EVAL";
-    argv[1] = script;
-    argv[2] = nk;
-    for (int i = 0; i < 3; i++) argl[i] = strlen(argv[i]);
-    int n = 3;
-    for (int i = 0; i < n_args && n < 24; i++, n++) {
-        argv[n] = args[i];
-        argl[n] = lens && lens[i] != (size_t)-1 ? lens[i] : strlen(args[i]);
-    }
-    return ml_redis_cmd_argv(c, err, n, argv, argl);
-}
 
 /* ---- flights ---- */
 
@@ -249,7 +232,7 @@ static void run_chunk(ml_shared *sh, ml_worker *w, ml_redis_conn *c, flight *f,
                               s_ttl, f->job};
         size_t lens[] = {(size_t)-1, (size_t)-1, (size_t)-1, (size_t)-1, (size_t)-1, (size_t)-1,
                          payload.len, (size_t)-1, (size_t)-1, (size_t)-1};
-        redisReply *rep = eval(c, &err, LUA_COMPLETE, 4, args, lens, 10);
+        redisReply *rep = ml_redis_eval(c, &err, LUA_COMPLETE, 4, args, lens, 10);
         if (rep) {
             sh->n.chunks_computed++;
             sh->n.chunk_episodes += (uint64_t)n;
@@ -336,7 +319,7 @@ static void run_merge(ml_shared *sh, ml_redis_conn *c, flight *f, const ml_sim_r
                           ML_SHARED_PREFIX, f->job};
     size_t lens[] = {(size_t)-1, (size_t)-1, (size_t)-1, (size_t)-1, (size_t)-1, b->len,
                      (size_t)-1, (size_t)-1, (size_t)-1, (size_t)-1};
-    redisReply *rep = eval(c, &err, LUA_DONE, 4, args, lens, 10);
+    redisReply *rep = ml_redis_eval(c, &err, LUA_DONE, 4, args, lens, 10);
     if (rep) {
         if (ml_redis_int(rep, 0) == 1) {
             sh->n.merges++;
@@ -372,7 +355,7 @@ static void chunk_task_run(void *arg, void *worker) {
         snprintf(s_ttl, sizeof s_ttl, "%d", sh->job_ttl);
         const char *args[] = {job, done, stream, f->msg_id, s_chunk, s_max, ML_SHARED_PREFIX,
                               f->job, s_now, s_ttl};
-        rep = eval(c, &err, LUA_START, 3, args, NULL, 10);
+        rep = ml_redis_eval(c, &err, LUA_START, 3, args, NULL, 10);
     }
     if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 5 &&
         ml_redis_int(rep->element[0], -1) == 4) {
@@ -449,7 +432,7 @@ static int ensure_group(ml_shared *sh, ml_redis_conn *c) {
     ml_chunks_stream_key(sh, stream);
     ml_err err;
     const char *args[] = {stream};
-    redisReply *rep = eval(c, &err, LUA_GROUP, 1, args, NULL, 1);
+    redisReply *rep = ml_redis_eval(c, &err, LUA_GROUP, 1, args, NULL, 1);
     if (rep) freeReplyObject(rep);
     return rep ? 0 : -1;
 }

@@ -309,6 +309,27 @@ redisReply *ml_redis_cmd_argv(ml_redis_conn *c, ml_err *err, int argc, const cha
     return check_reply(c, redisCommandArgv(c->ctx, argc, argv, lens), err);
 }
 
+redisReply *ml_redis_eval(ml_redis_conn *c, ml_err *err, const char *script, int n_keys,
+                          const char **args, const size_t *lens, int n_args) {
+    const char *argv[ML_REDIS_EVAL_MAX_ARGS + 3];
+    size_t argl[ML_REDIS_EVAL_MAX_ARGS + 3];
+    char nk[16];
+    if (n_args > ML_REDIS_EVAL_MAX_ARGS) {
+        ml_errf(err, "a script with %d arguments (at most %d)", n_args, ML_REDIS_EVAL_MAX_ARGS);
+        return NULL;
+    }
+    snprintf(nk, sizeof nk, "%d", n_keys);
+    argv[0] = "EVAL";
+    argv[1] = script;
+    argv[2] = nk;
+    for (int i = 0; i < 3; i++) argl[i] = strlen(argv[i]);
+    for (int i = 0; i < n_args; i++) {
+        argv[3 + i] = args[i];
+        argl[3 + i] = lens && lens[i] != (size_t)-1 ? lens[i] : strlen(args[i]);
+    }
+    return ml_redis_cmd_argv(c, err, 3 + n_args, argv, argl);
+}
+
 int ml_redis_append(ml_redis_conn *c, ml_err *err, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

@@ -69,6 +69,12 @@ void ml_redis_put(ml_redis *r, ml_redis_conn *c);
 redisReply *ml_redis_cmd(ml_redis_conn *c, ml_err *err, const char *fmt, ...);
 redisReply *ml_redis_cmd_argv(ml_redis_conn *c, ml_err *err, int argc, const char **argv,
                               const size_t *lens);
+/* EVAL script with n_keys keys, args being the keys then the arguments (lens NULL, or an
+ * entry (size_t)-1, for C strings). Scripts are sent whole, not by sha: a restarted Redis
+ * has forgotten its script cache, and this needs no recovery step for it. */
+#define ML_REDIS_EVAL_MAX_ARGS 32
+redisReply *ml_redis_eval(ml_redis_conn *c, ml_err *err, const char *script, int n_keys,
+                          const char **args, const size_t *lens, int n_args);
 /* Pipelining: queue commands, then read their replies in order (each as ml_redis_cmd). */
 int ml_redis_append(ml_redis_conn *c, ml_err *err, const char *fmt, ...);
 redisReply *ml_redis_reply(ml_redis_conn *c, ml_err *err);

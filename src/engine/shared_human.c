@@ -103,20 +103,11 @@ static redisReply *cmd_argv(ml_shared *sh, ml_err *err, int argc, const char **a
 
 static redisReply *script(ml_shared *sh, ml_err *err, const char *lua, int n_keys,
                           const char **args, const size_t *lens, int n_args) {
-    const char *argv[16];
-    size_t argl[16];
-    char nk[8];
-    snprintf(nk, sizeof nk, "%d", n_keys);
-    argv[0] = "EVAL";
-    argv[1] = lua;
-    argv[2] = nk;
-    int n = 3;
-    for (int i = 0; i < n_args && n < 16; i++, n++) {
-        argv[n] = args[i];
-        argl[n] = lens && lens[i] != (size_t)-1 ? lens[i] : strlen(args[i]);
-    }
-    for (int i = 0; i < 3; i++) argl[i] = strlen(argv[i]);
-    return cmd_argv(sh, err, n, argv, argl);
+    ml_redis_conn *c = ml_redis_get(sh->redis, err);
+    if (!c) return NULL;
+    redisReply *rep = ml_redis_eval(c, err, lua, n_keys, args, lens, n_args);
+    ml_redis_put(sh->redis, c);
+    return rep;
 }
 
 /* 1 with *m when the shared copy's record exists, 0 when not, -1 when Redis failed. */

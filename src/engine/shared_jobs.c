@@ -163,24 +163,6 @@ static void watch_add(ml_shared *sh, const char *id, time_t created, int total) 
     pthread_mutex_unlock(&js->lock);
 }
 
-/* Runs a script: argv[0..] after EVAL's script and key count. */
-static redisReply *eval(ml_redis_conn *c, ml_err *err, const char *script, int n_keys,
-                        const char **args, const size_t *lens, int n_args) {
-    const char *argv[32];
-    size_t argl[32];
-    char nk[8];
-    snprintf(nk, sizeof nk, "%d", n_keys);
-    argv[0] = "EVAL";
-    argv[1] = script;
-    argv[2] = nk;
-    int n = 3;
-    for (int i = 0; i < n_args && n < 32; i++, n++) {
-        argv[n] = args[i];
-        argl[n] = lens ? lens[i] : strlen(args[i]);
-    }
-    for (int i = 0; i < 3; i++) argl[i] = strlen(argv[i]);
-    return ml_redis_cmd_argv(c, err, n, argv, argl);
-}
 
 int ml_shared_job_submit(ml_shared *sh, const ml_sim_request *rq, const char *key, char id[33],
                          ml_err *err) {
@@ -209,7 +191,7 @@ int ml_shared_job_submit(ml_shared *sh, const ml_sim_request *rq, const char *ke
                           "learning-curves", s_total, s_chunks, s_per, req.data, sh->replica,
                           s_now, s_max, s_ttl, sh->fp, key};
     ml_redis_conn *c = ml_redis_get(sh->redis, err);
-    redisReply *rep = c ? eval(c, err, LUA_CREATE, 4, args, NULL, 17) : NULL;
+    redisReply *rep = c ? ml_redis_eval(c, err, LUA_CREATE, 4, args, NULL, 17) : NULL;
     ml_redis_put(sh->redis, c);
     ml_buf_free(&req);
     if (!rep) return ML_SHARED_DOWN;
@@ -259,7 +241,7 @@ int ml_shared_job_done(ml_shared *sh, const ml_sim_request *rq, const char *key,
     size_t lens[] = {strlen(job), strlen(result), strlen(s_total), strlen(s_now), strlen(s_ttl),
                      answer->len};
     ml_redis_conn *c = ml_redis_get(sh->redis, err);
-    redisReply *rep = c ? eval(c, err, LUA_DONE_AT_ONCE, 2, args, lens, 6) : NULL;
+    redisReply *rep = c ? ml_redis_eval(c, err, LUA_DONE_AT_ONCE, 2, args, lens, 6) : NULL;
     ml_redis_put(sh->redis, c);
     if (!rep) return ML_SHARED_DOWN;
     freeReplyObject(rep);
@@ -338,7 +320,7 @@ static int tombstone(ml_shared *sh, ml_redis_conn *c, const watched *w) {
     const char *args[] = {job, "learning-curves", s_total, s_created, s_now, s_ttl,
                           "shared_state_lost", msg};
     ml_err err;
-    redisReply *rep = eval(c, &err, LUA_TOMBSTONE, 1, args, NULL, 8);
+    redisReply *rep = ml_redis_eval(c, &err, LUA_TOMBSTONE, 1, args, NULL, 8);
     int wrote = rep && ml_redis_int(rep, 0) == 1;
     if (rep) freeReplyObject(rep);
     if (wrote) {
@@ -401,7 +383,7 @@ static int end_job(ml_shared *sh, ml_redis_conn *c, const char *id, const char *
     snprintf(s_now, sizeof s_now, "%lld", (long long)time(NULL));
     snprintf(s_ttl, sizeof s_ttl, "%d", sh->job_ttl);
     const char *args[] = {job, ML_SHARED_PREFIX, id, status, s_now, s_ttl, code, msg};
-    redisReply *rep = eval(c, err, LUA_END, 1, args, NULL, 8);
+    redisReply *rep = ml_redis_eval(c, err, LUA_END, 1, args, NULL, 8);
     if (!rep) return -1;
     int ended = (int)ml_redis_int(rep, 0);
     freeReplyObject(rep);
@@ -491,7 +473,7 @@ void ml_shared_result_put(ml_shared *sh, ml_redis_conn *c, const char *key, cons
     const char *args[] = {rkey, index, b->data, s_ttl, s_now, s_max};
     size_t lens[] = {strlen(rkey), strlen(index), b->len, strlen(s_ttl), strlen(s_now),
                      strlen(s_max)};
-    redisReply *rep = eval(c ? c : own, &err, LUA_RESULT_PUT, 2, args, lens, 6);
+    redisReply *rep = ml_redis_eval(c ? c : own, &err, LUA_RESULT_PUT, 2, args, lens, 6);
     if (rep) freeReplyObject(rep);
     if (own) ml_redis_put(sh->redis, own);
 }
