@@ -167,6 +167,13 @@ static int fail(ml_redis *r, ml_err *err, const char *fmt, ...) {
     return ml_errf(err, "%s", msg);
 }
 
+/* What went wrong on a connection that gave no reply. */
+static const char *io_error(const redisContext *ctx) {
+    if (ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return "no answer within the timeout (--redis-timeout)";
+    return ctx->errstr[0] ? ctx->errstr : "the connection broke";
+}
+
 /* AUTH and SELECT on a fresh connection. */
 static int handshake(ml_redis *r, redisContext *ctx, ml_err *err) {
     redisReply *rep = NULL;
@@ -175,7 +182,7 @@ static int handshake(ml_redis *r, redisContext *ctx, ml_err *err) {
                              : redisCommand(ctx, "AUTH %s", r->url.password);
         if (!rep || rep->type == REDIS_REPLY_ERROR) {
             int rc = fail(r, err, "%s: authentication failed: %s (check the password in --redis)",
-                          r->url.display, rep ? rep->str : ctx->errstr);
+                          r->url.display, rep ? rep->str : io_error(ctx));
             if (rep) freeReplyObject(rep);
             return rc;
         }
@@ -185,7 +192,7 @@ static int handshake(ml_redis *r, redisContext *ctx, ml_err *err) {
         rep = redisCommand(ctx, "SELECT %d", r->url.db);
         if (!rep || rep->type == REDIS_REPLY_ERROR) {
             int rc = fail(r, err, "%s: cannot select database %d: %s", r->url.display,
-                          r->url.db, rep ? rep->str : ctx->errstr);
+                          r->url.db, rep ? rep->str : io_error(ctx));
             if (rep) freeReplyObject(rep);
             return rc;
         }
@@ -281,9 +288,7 @@ static redisReply *check_reply(ml_redis_conn *c, redisReply *rep, ml_err *err) {
     r->commands++;
     if (!rep) {
         c->broken = 1;
-        int timeout = c->ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
-        fail(r, err, "%s: %s", r->url.display,
-             timeout ? "no answer within the timeout (--redis-timeout)" : c->ctx->errstr);
+        fail(r, err, "%s: %s", r->url.display, io_error(c->ctx));
         return NULL;
     }
     mark(r, 1, NULL);
