@@ -6,11 +6,14 @@ set -eu
 
 profile=${1:-test}
 
-runtime="libmicrohttpd12 libjansson4 libopenblas0-pthread libcurl4 libzip4 zlib1g libcsv3 ca-certificates curl"
+runtime="libmicrohttpd12 libjansson4 libopenblas0-pthread libcurl4 libzip4 zlib1g libcsv3 libhiredis0.14 ca-certificates curl"
 build="gcc libc6-dev pkg-config meson ninja-build libmicrohttpd-dev libjansson-dev libopenblas-dev
-       libcurl4-openssl-dev libzip-dev zlib1g-dev libcsv-dev curl ca-certificates"
+       libcurl4-openssl-dev libzip-dev zlib1g-dev libcsv-dev libhiredis-dev curl ca-certificates"
 # clang + its runtime give libFuzzer and the sanitizer runtimes the test suite uses.
 test_extra="clang libclang-rt-14-dev"
+# The scale-out's tests: a real Redis and a real load balancer on loopback (tests/scaleout),
+# and PyYAML for the offline check of deploy/k8s/ (tests/deploy).
+scaleout="redis-server nginx-light python3-yaml"
 # The container test (tools/test_container.sh, as root): debootstrap makes a bookworm base image
 # without a registry, podman builds the Dockerfile on it. podman builds in-process (no buildah
 # binary) and root's store uses the kernel's overlayfs, so neither buildah nor fuse-overlayfs.
@@ -19,7 +22,7 @@ container="podman debootstrap"
 case "$profile" in
   runtime) want="$runtime" ;;
   build) want="$build" ;;
-  test) want="$build $test_extra $container" ;;
+  test) want="$build $test_extra $scaleout $container" ;;
   *) echo "usage: $0 [build|test|runtime]" >&2; exit 2 ;;
 esac
 
