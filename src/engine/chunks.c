@@ -28,6 +28,7 @@
 #define CHUNK_MAX_ATTEMPTS 5     /* starts of one chunk before its job fails */
 #define MERGE_BATCH 64           /* chunk keys per MGET while merging */
 #define MERGE_CHUNK -1
+#define PUMP_ERROR_NAP_MS 100    /* after a failed read, before the next */
 
 typedef struct flight {
     int used;
@@ -323,6 +324,7 @@ static void run_merge(ml_shared *sh, ml_redis_conn *c, flight *f, const ml_sim_r
     if (rep) {
         if (ml_redis_int(rep, 0) == 1) {
             sh->n.merges++;
+            ml_metrics_add(app->metrics, ML_CNT_JOBS_DONE, 1);
             sh->n.merge_us += (uint64_t)((mono_now() - t0) * 1e6);
             ml_shared_result_put(sh, c, key, b);
             ml_lru_put_blob(app->results, key, b);
@@ -471,6 +473,7 @@ static void *pump_main(void *arg) {
             if (!got) last_reclaim = mono_now();
             if (!rep && strstr(err.msg, "NOGROUP")) group_ok = 0;
         }
+        int failed = 0;
         if (!got && group_ok) {
             ml_redis_set_timeout(c, PUMP_BLOCK_MS + sh->app->cfg->redis_timeout);
             redisReply *rep = ml_redis_cmd(c, &err, "XREADGROUP GROUP " ML_CHUNKS_GROUP " %s "
@@ -482,8 +485,13 @@ static void *pump_main(void *arg) {
                 dispatch_entries(sh, rep->element[0]->element[1]);
             if (rep) freeReplyObject(rep);
             if (!rep && strstr(err.msg, "NOGROUP")) group_ok = 0; /* a Redis that restarted */
+            failed = !rep;
         }
         ml_redis_put(sh->redis, c);
+        if (failed) { /* an error answered at once must not make this loop spin */
+            struct timespec nap = {0, PUMP_ERROR_NAP_MS * 1000000L};
+            nanosleep(&nap, NULL);
+        }
     }
     return NULL;
 }
@@ -493,7 +501,7 @@ static void *pump_main(void *arg) {
 void ml_chunks_tick(ml_shared *sh) {
     ml_chunks *ck = sh->chunks;
     struct { int slot; unsigned gen; char msg_id[48], job[33]; int beat; } cp[MAX_FLIGHTS];
-    int n = 0, beats = 0;
+    int n = 0;
     double now = mono_now(), beat_every = sh->claim_timeout_ms / 4000.0;
     pthread_mutex_lock(&ck->lock);
     for (int i = 0; i < MAX_FLIGHTS; i++) {
@@ -505,7 +513,6 @@ void ml_chunks_tick(ml_shared *sh) {
         memcpy(cp[n].job, f->job, sizeof cp[n].job);
         cp[n].beat = now - f->last_beat >= beat_every;
         if (cp[n].beat) f->last_beat = now;
-        beats += cp[n].beat;
         n++;
     }
     pthread_mutex_unlock(&ck->lock);
@@ -539,7 +546,6 @@ void ml_chunks_tick(ml_shared *sh) {
         freeReplyObject(rep);
     }
     ml_redis_put(sh->redis, c);
-    (void)beats;
 }
 
 /* ---- life cycle ---- */

@@ -398,8 +398,9 @@ int ml_shared_job_cancel(ml_shared *sh, const char *id, ml_err *err) {
     if (rep) {
         rc = ml_redis_int(rep, 0) ? ML_SHARED_OK : ML_SHARED_NOT_FOUND;
         freeReplyObject(rep);
-        if (rc == ML_SHARED_OK && end_job(sh, c, id, "cancelled", "", "", err) < 0)
-            rc = ML_SHARED_DOWN;
+        int ended = rc == ML_SHARED_OK ? end_job(sh, c, id, "cancelled", "", "", err) : 0;
+        if (ended < 0) rc = ML_SHARED_DOWN;
+        if (ended == 1) ml_metrics_add(sh->app->metrics, ML_CNT_JOBS_CANCELLED, 1);
     }
     ml_redis_put(sh->redis, c);
     return rc;
@@ -408,8 +409,10 @@ int ml_shared_job_cancel(ml_shared *sh, const char *id, ml_err *err) {
 void ml_shared_job_fail(ml_shared *sh, ml_redis_conn *c, const char *id, const char *code,
                         const char *msg) {
     ml_err err;
-    if (end_job(sh, c, id, "failed", code, msg, &err) == 1)
+    if (end_job(sh, c, id, "failed", code, msg, &err) == 1) {
+        ml_metrics_add(sh->app->metrics, ML_CNT_JOBS_FAILED, 1);
         fprintf(stderr, "metalignd: job %s failed: %s\n", id, msg);
+    }
 }
 
 void ml_shared_jobs_watch(ml_shared *sh) {

@@ -62,7 +62,8 @@ void ml_start_shared_job(ml_app *app, const ml_sim_request *rq, const char *key,
 void ml_h_shared_job(ml_app *app, const ml_request *req, ml_response *resp, int cancel) {
     ml_err err = {{0}};
     const char *id = req->path_param;
-    int rc = strlen(id) == 32 ? ML_SHARED_OK : ML_SHARED_NOT_FOUND;
+    int rc = strlen(id) == 32 && strspn(id, "0123456789abcdef") == 32 ? ML_SHARED_OK
+                                                                      : ML_SHARED_NOT_FOUND;
     if (rc == ML_SHARED_OK && cancel) rc = ml_shared_job_cancel(app->shared, id, &err);
     ml_job_info info;
     if (rc == ML_SHARED_OK) rc = ml_shared_job_info(app->shared, id, &info, &err);
