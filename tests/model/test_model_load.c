@@ -61,13 +61,16 @@ static void test_tiny_model_config(void) {
 static void test_heads(void) {
     ml_model m;
     ml_err err = {{0}};
-    /* the file's count wins over the hint */
-    CHECK(ml_model_load(&m, ERRF("ok"), 4, &err) == 0);
-    CHECK(m.cfg.num_heads == 2);
+    /* the file records 2 heads: a --heads that agrees is fine, one that contradicts it is
+     * refused naming both counts */
+    CHECK_MSG(ml_model_load(&m, ERRF("ok"), 2, &err) == 0, "%s", err.msg);
+    CHECK(m.cfg.num_heads == 2 && !strcmp(m.heads_source, "checkpoint"));
     ml_model_free(&m);
-    expect_load_error(ERRF("ok_noheads"), 0, "--heads", NULL);
+    expect_load_error(ERRF("ok"), 4, "--heads 4", "num_attention_heads=2");
+    /* no count in the file and no --heads: the default 12, which does not divide 8 */
+    expect_load_error(ERRF("ok_noheads"), 0, "12 attention heads", "--heads");
     CHECK_MSG(ml_model_load(&m, ERRF("ok_noheads"), 4, &err) == 0, "%s", err.msg);
-    CHECK(m.cfg.num_heads == 4);
+    CHECK(m.cfg.num_heads == 4 && !strcmp(m.heads_source, "--heads"));
     CHECK(m.synthetic == 1);
     ml_model_free(&m);
     expect_load_error(ERRF("ok_noheads"), 3, "multiple", "3");
@@ -84,7 +87,11 @@ static void test_broken_checkpoints(void) {
                       "layers.0.self_attn.qkv.bias");
     expect_load_error(ERRF("layer_gap"), 0, "layers.1", "missing");
     expect_load_error(ERRF("unknown"), 0, "layers.0.self_attn.mask", "not part of");
-    expect_load_error(ERRF("later_generation"), 0, "later-generation", NULL);
+    /* a later-generation checkpoint is read as one; this one is incomplete (embed.weight
+     * should be (8, 9)) and has no head count */
+    expect_load_error(ERRF("later_generation"), 0, "later-generation", "12 attention heads");
+    expect_load_error(ERRF("later_generation"), 2, "later-generation", "embed.weight");
+    expect_load_error(ERRF("later_generation"), 2, "(8, 3)", "(8, 9)");
     expect_load_error(FIXTURE("model/nonexistent.safetensors"), 2, "cannot open", NULL);
 }
 
