@@ -220,10 +220,22 @@ static int open_matrix(ml_h5mat *m, ml_err *err) {
     hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
     if (dapl < 0) return h5_fail(err, m->path, name, "cannot make access properties");
     if (chunk[0] > 0) {
-        size_t band = (size_t)((dims[1] + chunk[1] - 1) / chunk[1]);
-        size_t bytes = band * (size_t)chunk[0] * (size_t)chunk[1] * ml_dtype_size(m->dtype);
+        uint64_t band = (dims[1] + chunk[1] - 1) / chunk[1];
+        if (band > ML_H5_MAX_BAND_CHUNKS) {
+            H5Pclose(dapl);
+            return ml_errf(err, "%s: dataset \"%s\": a row spans %llu chunks of %llu columns, "
+                                "more than the %llu this reader accepts; re-save it with wider "
+                                "chunks", m->path, name, (unsigned long long)band,
+                           (unsigned long long)chunk[1],
+                           (unsigned long long)ML_H5_MAX_BAND_CHUNKS);
+        }
+        size_t bytes = (size_t)band * (size_t)chunk[0] * (size_t)chunk[1] *
+                       ml_dtype_size(m->dtype); /* <= 2^16 chunks of <= 16 MiB */
         if (bytes > ML_H5_MAX_CACHE_BYTES) bytes = ML_H5_MAX_CACHE_BYTES;
-        if (H5Pset_chunk_cache(dapl, 100 * band + 1, bytes, 1.0) < 0) {
+        size_t chunk_bytes = (size_t)chunk[0] * (size_t)chunk[1] * ml_dtype_size(m->dtype);
+        size_t slots = 100 * (bytes / chunk_bytes) + 1;
+        if (slots > ML_H5_MAX_CACHE_SLOTS) slots = ML_H5_MAX_CACHE_SLOTS;
+        if (H5Pset_chunk_cache(dapl, slots, bytes, 1.0) < 0) {
             H5Pclose(dapl);
             return h5_fail(err, m->path, name, "cannot size its chunk cache");
         }

@@ -27,10 +27,15 @@
 #define ML_H5_MAX_ROWS ((int64_t)1 << 26)
 #define ML_H5_MAX_COLS ((int64_t)1 << 20)
 /* A chunk is decompressed whole to read one of its rows: bigger ones are refused. */
-#define ML_H5_MAX_CHUNK_BYTES ((uint64_t)64 << 20)
+#define ML_H5_MAX_CHUNK_BYTES ((uint64_t)16 << 20)
+/* A row may span at most this many chunks (h5py's own chunking gives tens): tiny chunks
+ * across a wide matrix make every row a search through millions of them. */
+#define ML_H5_MAX_BAND_CHUNKS ((uint64_t)1 << 16)
 /* The chunk cache of `representations` holds one band of chunks (all columns of a chunk's
  * rows), so reading rows in order decompresses each chunk once; at most this much. */
-#define ML_H5_MAX_CACHE_BYTES ((size_t)256 << 20)
+#define ML_H5_MAX_CACHE_BYTES ((size_t)64 << 20)
+/* Hash slots of that cache: libhdf5 advises 100 per cached chunk. */
+#define ML_H5_MAX_CACHE_SLOTS ((size_t)1 << 20)
 /* Rows read per H5Dread from `representations` (a run of consecutive rows), in bytes. */
 #define ML_H5_READ_BYTES ((size_t)4 << 20)
 

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "metalign/human_csv.h"
+#include "metalign/human_curves.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -202,7 +202,11 @@ static void test_hostile_shapes_types_sizes(void) {
     hsize_t big[2] = {8192, 8192}, bch[2] = {4096, 8192};
     f = h5b_new();
     h5b_dataset(f, "representations", H5T_NATIVE_FLOAT, 2, big, bch, 1, NULL);
-    expect_refusal(f, "chunks of more than 64 MiB", NULL);
+    expect_refusal(f, "chunks of more than 16 MiB", NULL);
+    hsize_t many[2] = {4, 1 << 17}, tiny[2] = {1, 1};
+    f = h5b_new();
+    h5b_dataset(f, "representations", H5T_NATIVE_FLOAT, 2, many, tiny, 1, NULL);
+    expect_refusal(f, "a row spans 131072 chunks", "wider chunks");
 }
 
 static void test_hostile_layouts(void) {

@@ -42,6 +42,15 @@ __attribute__((unused)) static int h5b_dataset(hid_t loc, const char *name, hid_
     return rc;
 }
 
+/* Writes floats (converted by libhdf5 to the dataset's type) into dataset `name`; 0 or -1. */
+__attribute__((unused)) static int h5b_fill(hid_t loc, const char *name, const float *v) {
+    hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+    if (d < 0) return -1;
+    int rc = H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0 ? -1 : 0;
+    H5Dclose(d);
+    return rc;
+}
+
 /* A 2-D float32 "representations" or a 1-D float32 dataset, filled with row * 100 + col. */
 __attribute__((unused)) static int h5b_floats(hid_t loc, const char *name, int rank,
                                               hsize_t rows, hsize_t cols, int row_id) {
