@@ -5,8 +5,9 @@
  * <prefix>/data/<key> of raw little-endian bytes per storage. Only the pickle is read here:
  * the state dict's tensors are registered with their storage entries, which
  * ml_tensorset_read_f32 reads later. Everything else in the pickle (optimizer state, numpy
- * scalars, counters) is ignored, except a config object's scalar fields, which become
- * metadata (the head count is not in the weights). */
+ * scalars, counters) is ignored, except a config object's scalar fields (numpy scalars
+ * included) and its class, which become metadata: the head count is not in the weights, and
+ * the later generation's MetaLearnerConfig governs its pass (MODEL.md section 7). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>

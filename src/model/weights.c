@@ -207,6 +207,46 @@ int ml_resolve_heads(const ml_tensorset *ts, const char *key, int heads_hint, in
 
 static const char *seed_what = "the seed's transformer";
 
+/* A field the checkpoint's config (a pickled TransformerConfig, or safetensors metadata)
+ * records must be what the tensors say; a value that is not a number or boolean is not this
+ * check's to judge. */
+static int seed_field(const ml_tensorset *ts, const char *key, long tensor_value,
+                      const char *where, ml_err *err) {
+    const char *v = ml_tensorset_meta(ts, key);
+    if (!v) return 0;
+    long x;
+    char *end;
+    if (!strcmp(v, "true") || !strcmp(v, "false")) {
+        x = v[0] == 't';
+    } else {
+        x = strtol(v, &end, 10);
+        if (end == v || *end) return 0;
+    }
+    if (x == tensor_value) return 0;
+    return ml_errf(err, "%s: the checkpoint's config says %s=%s but its tensors say %ld (%s); "
+                        "the config and the weights disagree", ts->path, key, v, tensor_value,
+                   where);
+}
+
+static int check_seed_config(const ml_tensorset *ts, const ml_model_config *c, ml_err *err) {
+    return seed_field(ts, "hidden_size", c->hidden_size, "the rows of embedding.weight or the "
+                                                         "width of final_ln.weight", err) ||
+                   seed_field(ts, "input_size", c->input_size,
+                              c->embedding ? "the columns of embedding.weight"
+                                           : "no embedding layer: the hidden size", err) ||
+                   seed_field(ts, "intermediate_size", c->intermediate_size,
+                              "the rows of layers.0.mlp.fc1.weight", err) ||
+                   seed_field(ts, "num_layers", c->num_layers, "layers.<i>.*", err) ||
+                   seed_field(ts, "embedding", c->embedding, "embedding.weight", err) ||
+                   seed_field(ts, "bias", c->bias, "layers.0.self_attn.qkv.bias", err) ||
+                   seed_field(ts, "logit_bias", c->logit_bias, "linear_head.bias", err) ||
+                   (c->pos == ML_POS_LEARNED &&
+                    seed_field(ts, "sequence_length", c->max_seq_len,
+                               "the rows of pos_encoder.embedding.weight", err))
+               ? -1
+               : 0;
+}
+
 static int detect_config(const ml_tensorset *ts, int heads_hint, ml_model *m, ml_err *err) {
     ml_model_config *c = &m->cfg;
     memset(c, 0, sizeof *c);
@@ -237,7 +277,8 @@ static int detect_config(const ml_tensorset *ts, int heads_hint, ml_model *m, ml
                           err))
             return -1;
     }
-    if (ml_resolve_heads(ts, "num_attention_heads", heads_hint, &c->num_heads, &m->heads_source,
+    if (check_seed_config(ts, c, err) ||
+        ml_resolve_heads(ts, "num_attention_heads", heads_hint, &c->num_heads, &m->heads_source,
                          err))
         return -1;
     int C = c->hidden_size, H = c->num_heads;

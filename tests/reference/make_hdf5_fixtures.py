@@ -15,12 +15,18 @@ expectations. Both layouts, float32/float64/float16, gzip and chunked:
   io/h5_specials.h5 + .expect.npy  float16 specials (zeros, subnormals, 65504, inf, nan)
   io/h5_big_endian.h5 + .expect.npy  a big-endian float64 "representations" (">f8")
                                    (both with numpy's float32 values)
+  fuzz/corpus/fuzz_hdf5/*          seed recipes for tests/fuzz/fuzz_hdf5.c (its decoder is
+                                   described there): valid files of both layouts, a gap, a
+                                   name that is no number, mismatched sizes, an int type, a
+                                   huge extent, a soft link
 
 Run from the repository root:  /usr/bin/python3 tests/reference/make_hdf5_fixtures.py
 (after make_io_fixtures.py). Deterministic: fixed seeds; h5py writes no timestamps with
 track_times=False.
 """
 from pathlib import Path
+
+import struct
 
 import h5py
 import numpy as np
@@ -50,6 +56,32 @@ def write_images(path, X, gzip):
                              track_times=False)
 
 
+def fuzz_seeds():
+    d = ROOT / "tests" / "fuzz" / "corpus" / "fuzz_hdf5"
+    d.mkdir(parents=True, exist_ok=True)
+
+    def floats(*v):
+        return list(b"".join(struct.pack("<f", x) for x in v))
+
+    def image(name_byte):  # rank 1, 4 features, float32, filled
+        return [name_byte, 0, 4, 0, 4] + floats(1, 2, 3, 4)
+
+    seeds = {
+        "repr_f32": [1, 0, 3, 2, 0, 5, 1, 0] + floats(1, 2, 3, 4, 5, 6),
+        "repr_f16_gzip": [1, 0, 2, 4, 2, 0x15, 1, 3] + floats(0.5, -1, 2, 65504, 1e-7, 0, 3, 4),
+        "repr_int": [1, 0, 2, 2, 4, 0],
+        "repr_huge": [1, 0, 0xC0 + 10, 4, 0, 1, 8, 4],
+        "images_3": [3 << 2] + image(0) + image(1) + image(2),
+        "images_gap": [2 << 2] + image(0) + image(6),
+        "images_cat": [2 << 2] + image(0) + image(7 + 8),
+        "images_sizes": [2 << 2, 0, 0, 4, 0, 4] + floats(1, 2, 3, 4) + [1, 0, 3, 0, 4]
+        + floats(1, 2, 3),
+        "soft_link": [0x80 | 0x40 | (1 << 2)] + image(0),
+    }
+    for name, recipe in seeds.items():
+        (d / name).write_bytes(bytes(recipe))
+
+
 def main():
     X = things_X()
     rows = [int(r) for r in (DATA / "things_rows.txt").read_text().split()]
@@ -68,6 +100,7 @@ def main():
     write_repr(IO / "h5_big_endian.h5", be.astype(">f8"), compression=None)
     np.save(IO / "h5_specials.expect.npy", f16_bits.astype(np.float32))
     np.save(IO / "h5_big_endian.expect.npy", be.astype(np.float32))
+    fuzz_seeds()
     sizes = sum(p.stat().st_size for p in list(DATA.glob("h5_*")) + list(IO.glob("h5_*")))
     print(f"wrote the HDF5 fixtures ({sizes} bytes)")
 
