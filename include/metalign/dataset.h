@@ -9,7 +9,8 @@
 #include "metalign/err.h"
 
 typedef struct ml_data_paths {
-    const char *backbone;      /* .npz / .npy: per image (with things_images) or per concept */
+    const char *backbone;      /* .npz / .npy / .h5: per image (with things_images) or per
+                                * concept */
     const char *targets;       /* SPoSE: whitespace text or .npy */
     const char *item_ids;      /* unique_id.txt: one concept name per line, SPoSE row order */
     const char *things_images; /* NULL, the THINGS image folder, or a list file of paths */

@@ -7,8 +7,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
+#include "io/hdf5.h"
 #include "io/npy.h"
 #include "io/textmat.h"
 #include "data/things.h"
@@ -98,11 +100,53 @@ static int load_targets(ml_dataset *d, const char *path, ml_err *err) {
     return 0;
 }
 
+/* A backbone matrix: .npy / .npz (numpy) or .h5 / .hdf5 (HDF5, MODEL.md section 7), opened
+ * for rows on demand. */
+typedef struct backbone {
+    int hdf5;
+    ml_npmat np;
+    ml_h5mat h5;
+    int64_t rows, cols;
+} backbone;
+
+static int ends_with_ci(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcasecmp(s + n - k, suffix) == 0;
+}
+
+static int backbone_open(backbone *b, const char *path, ml_err *err) {
+    memset(b, 0, sizeof *b);
+    b->hdf5 = ends_with_ci(path, ".h5") || ends_with_ci(path, ".hdf5") || ml_h5_is_hdf5(path);
+    if (b->hdf5) {
+        if (ml_h5mat_open(&b->h5, path, err)) return -1;
+        b->rows = b->h5.rows;
+        b->cols = b->h5.cols;
+        return 0;
+    }
+    if (ml_npmat_open(&b->np, path, err)) return -1;
+    b->rows = b->np.rows;
+    b->cols = b->np.cols;
+    return 0;
+}
+
+static int backbone_read_rows(backbone *b, const int64_t *rows, size_t n, float *out,
+                              ml_err *err) {
+    return b->hdf5 ? ml_h5mat_read_rows(&b->h5, rows, n, out, err)
+                   : ml_npmat_read_rows(&b->np, rows, n, out, err);
+}
+
+static void backbone_free(backbone *b) {
+    if (b->hdf5)
+        ml_h5mat_free(&b->h5);
+    else
+        ml_npmat_free(&b->np);
+}
+
 /* The backbone rows of the ids: all rows of a per-concept file, or each concept's first
  * image of a per-image file (through the image list). */
 static int load_backbone(ml_dataset *d, const ml_data_paths *p, ml_err *err) {
-    ml_npmat m;
-    if (ml_npmat_open(&m, p->backbone, err)) return -1;
+    backbone m;
+    if (backbone_open(&m, p->backbone, err)) return -1;
     d->backbone_rows = m.rows;
     int64_t *rows = NULL;
     int rc = 0;
@@ -139,9 +183,9 @@ static int load_backbone(ml_dataset *d, const ml_data_paths *p, ml_err *err) {
         d->X = malloc((size_t)d->n_items * (size_t)m.cols * sizeof *d->X);
         if (!d->X) rc = ml_errf(err, "%s: out of memory", p->backbone);
     }
-    if (rc == 0) rc = ml_npmat_read_rows(&m, rows, (size_t)d->n_items, d->X, err);
+    if (rc == 0) rc = backbone_read_rows(&m, rows, (size_t)d->n_items, d->X, err);
     free(rows);
-    ml_npmat_free(&m);
+    backbone_free(&m);
     if (rc) return -1;
     size_t n = (size_t)d->n_items * (size_t)d->backbone_dim;
     for (size_t i = 0; i < n; i++)

@@ -11,12 +11,17 @@
 #include "util/priority.h"
 
 static int check_shapes(const ml_model *m, const ml_dataset *d, ml_err *err) {
-    int want = m->cfg.embedding ? m->cfg.input_size : m->cfg.hidden_size;
-    if (want != 2 + d->backbone_dim)
-        return ml_errf(err, "%s expects inputs of %d columns (2 label columns + %d features), "
-                            "but %s has %d feature columns; use the backbone the model was "
-                            "trained on",
-                       m->path, want, want - 2, d->backbone_path, d->backbone_dim);
+    int want = ml_model_feature_dim(m);
+    if (want != d->backbone_dim) {
+        if (m->generation == ML_GEN_SEED)
+            return ml_errf(err, "%s expects inputs of %d columns (2 label columns + %d features), "
+                                "but %s has %d feature columns; use the backbone the model was "
+                                "trained on",
+                           m->path, want + 2, want, d->backbone_path, d->backbone_dim);
+        return ml_errf(err, "%s expects %d backbone features (x_sz), but %s has %d feature "
+                            "columns; use the backbone the model was trained on",
+                       m->path, want, d->backbone_path, d->backbone_dim);
+    }
     return 0;
 }
 
@@ -27,7 +32,8 @@ int ml_app_load(ml_app *app, const ml_config *cfg, ml_err *err) {
     for (int i = 0; i < ML_N_INPUTS; i++) ml_once_init(&app->acts_once[i]);
     ml_once_init(&app->emb_once);
 
-    if (ml_model_load(&app->model, cfg->checkpoint, cfg->heads ? cfg->heads : 12, err) != 0)
+    /* 0 = no --heads: the loader applies its default only when the checkpoint has no count */
+    if (ml_model_load(&app->model, cfg->checkpoint, cfg->heads, err) != 0)
         return -1;
     ml_data_paths paths = {cfg->backbone, cfg->targets, cfg->item_ids, cfg->things_images};
     if (ml_dataset_load(&app->data, &paths, err) != 0) return -1;

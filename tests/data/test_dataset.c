@@ -66,6 +66,61 @@ static void test_per_image_backbone(void) {
     check_things(FIXTURE("data/things_backbone.npz"), FIXTURE("data/things_list.txt"));
 }
 
+static void expect_error(const char *backbone, const char *targets, const char *ids,
+                         const char *images, const char *msg1, const char *msg2);
+
+/* HDF5 backbones (tests/reference/make_hdf5_fixtures.py) follow the .npz rules: per image
+ * through the image list, in both layouts; float32 and float64 files give numpy's X exactly,
+ * float16 ones numpy's float16 rounding of it. */
+static void test_hdf5_backbones(void) {
+    static const char *const layouts[] = {"repr", "images"};
+    for (int l = 0; l < 2; l++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s", FIXTUREF("data/h5_%s_f32.h5", layouts[l]));
+        check_things(path, FIXTURE("data/things_list.txt"));
+        snprintf(path, sizeof path, "%s", FIXTUREF("data/h5_%s_f64.h5", layouts[l]));
+        check_things(path, FIXTURE("data/things_list.txt"));
+        snprintf(path, sizeof path, "%s", FIXTUREF("data/h5_%s_f16.h5", layouts[l]));
+        ml_data_paths p = {.backbone = path,
+                           .targets = FIXTURE("data/things_targets.txt"),
+                           .item_ids = FIXTURE("data/things_ids.txt"),
+                           .things_images = FIXTURE("data/things_list.txt")};
+        ml_dataset d;
+        ml_err err = {""};
+        CHECK_MSG(ml_dataset_load(&d, &p, &err) == 0, "%s", err.msg);
+        if (!d.X) continue;
+        int64_t r, c;
+        float *want = load_npy(FIXTURE("data/h5_f16_expect_X.npy"), &r, &c);
+        CHECK(want && r == d.n_items && c == d.backbone_dim && d.per_image == 1);
+        for (int64_t i = 0; want && i < r * c; i++)
+            CHECK_MSG(d.X[i] == want[i], "%s: X[%lld] = %g, numpy %g", path, (long long)i,
+                      d.X[i], want[i]);
+        free(want);
+        ml_dataset_free(&d);
+    }
+    /* already aligned: one row per id, no image list */
+    ml_data_paths p = {.backbone = FIXTURE("data/h5_aligned.h5"),
+                       .targets = FIXTURE("data/aligned_targets.npy"),
+                       .item_ids = FIXTURE("data/aligned_ids.txt")};
+    ml_dataset d;
+    ml_err err = {""};
+    CHECK_MSG(ml_dataset_load(&d, &p, &err) == 0, "%s", err.msg);
+    if (d.X) {
+        CHECK(d.n_items == 7 && d.backbone_dim == 6 && d.per_image == 0);
+        check_stats(&d, FIXTURE("data/aligned_backbone.npy"),
+                    FIXTURE("data/aligned_expect_Xstd.npy"),
+                    FIXTURE("data/aligned_expect_median.npy"));
+        ml_dataset_free(&d);
+    }
+    /* a per-image HDF5 file without the image list, and a foreign one */
+    expect_error(FIXTURE("data/h5_images_f32.h5"), FIXTURE("data/things_targets.txt"),
+                 FIXTURE("data/things_ids.txt"), NULL, "h5_images_f32.h5 has 35 rows but",
+                 "--things-images");
+    expect_error(FIXTURE("data/h5_aligned.h5"), FIXTURE("data/aligned_targets.npy"),
+                 FIXTURE("data/aligned_ids.txt"), FIXTURE("data/things_list.txt"),
+                 "h5_aligned.h5 has 7 rows but", "things_list.txt has 35 images");
+}
+
 static void test_per_concept_backbone(void) {
     ml_data_paths p = {.backbone = FIXTURE("data/aligned_backbone.npy"),
                        .targets = FIXTURE("data/aligned_targets.npy"),
@@ -141,6 +196,7 @@ static void test_errors(void) {
 int main(void) {
     RUN(test_per_image_backbone);
     RUN(test_per_concept_backbone);
+    RUN(test_hdf5_backbones);
     RUN(test_errors);
     return UT_DONE();
 }
