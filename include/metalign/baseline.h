@@ -23,8 +23,12 @@
  * then the full step is taken (J cannot see so small a decrease through its rounding, so no
  * line search) and the fit ends; quadratic convergence leaves an error of order lambda^4.
  *
- * Warm start: the fit before trial t starts from the one before trial t - 1, the row it had
- * not seen getting a = -C g at that fit's prediction (the optimum's own condition). */
+ * Warm start: the fit before trial t starts from the one before trial t - 1, and the
+ * coefficient of the row that fit had not seen is placed first: J minimised over it alone
+ * (every other a and b fixed), a convex one-dimensional problem solved by bracketed Newton.
+ * Without that the first full step overshoots (K's diagonal is of the order of the feature
+ * count) and costs two or three more factorisations per fit. The dense kernels are plain C,
+ * without BLAS, so that several threads can fit sequences at once. */
 #ifndef METALIGN_BASELINE_H
 #define METALIGN_BASELINE_H
 
@@ -53,8 +57,9 @@ typedef struct ml_baseline_stats {
 int ml_baseline_gram(const float *X, size_t n, size_t D, double *K, ml_err *err);
 
 /* One fit on rows 0..m-1 of K (leading dimension ldk) with labels y (0/1, both present):
- * a (m) and *b are the starting point on entry (zeros, or the previous fit with a 0 appended)
- * and the solution on return. Adds to *st (which may be NULL). */
+ * a (m) and *b are the starting point on entry (zeros, or the previous fit with a 0 appended;
+ * a[m-1] is first placed by its one-dimensional solve, as in the warm start) and the
+ * solution on return. Adds to *st (which may be NULL). */
 int ml_baseline_fit(const double *K, size_t ldk, const uint8_t *y, size_t m, double C,
                     double *a, double *b, ml_baseline_stats *st, ml_err *err);
 

@@ -196,7 +196,7 @@ static int newton(const double *K, size_t ld, const uint8_t *y, size_t m, double
     if (m >= 2) place_new_row(K, ld, y, m, C, a, w->f);
     double grad = INFINITY;
     for (int it = 0; it < ML_BASELINE_MAX_NEWTON; it++) {
-        double sum_g = 0, sum_w = 0;
+        double sum_g = 0;
         for (size_t i = 0; i < m; i++) {
             double p = sigmoid(w->f[i]);
             w->g[i] = p - y[i];
@@ -204,7 +204,6 @@ static int newton(const double *K, size_t ld, const uint8_t *y, size_t m, double
             w->s[i] = sqrt(w->w[i]);
             w->r[i] = a[i] + C * w->g[i];
             sum_g += w->g[i];
-            sum_w += w->w[i];
         }
         kmul(K, ld, m, w->r, w->Kr);
         grad = sqrt(fmax(dot(w->r, w->Kr, m), 0) + C * C * sum_g * sum_g);
