@@ -5,10 +5,12 @@
   2. a synthetic 90-participant x 120-trial CSV into bench/data/replay/humans.csv (images
      drawn from the world's image list, labels from the SPoSE-like targets split at the lower
      median with a flip per participant, choices of a noisy learner): SYNTHETIC, not human data
-  3. build/bench/bench_replay    ml_replay_run: model passes and baseline, best of --reps
+  3. build/bench/bench_replay    ml_replay_run: model passes and baseline, best of --reps,
+                                 with OPENBLAS_CORETYPE=SkylakeX OPENBLAS_THREAD_TIMEOUT=4;
+                                 then once more with the core OpenBLAS detects
   4. bench/replay_torch.py       the same in PyTorch + numpy (+ sklearn on a few
-                                 participants), with OPENBLAS_CORETYPE=SkylakeX
-                                 OPENBLAS_THREAD_TIMEOUT=4 (metalignd's settings)
+                                 participants), with the same OPENBLAS_CORETYPE=SkylakeX
+                                 OPENBLAS_THREAD_TIMEOUT=4
 then a table, with the load average beside it (the machine may be shared).
 
 Usage: bench/run_replay.py [--build build] [--reps 3] [--threads 2] [--participants 90]
@@ -80,9 +82,15 @@ def main():
     write_csv(data, csv, args.participants)
     dump = os.path.join(ROOT, "bench", "data", "replay", "c_trials.txt")
     load0 = open("/proc/loadavg").read().split()[:3]
-    c_out = run([exe, "--data", data, "--csv", csv, "--reps", str(args.reps), "--threads",
-                 str(args.threads), "--dump", dump])
+    # Both sides with the same kernels: SkylakeX (AVX-512) and metalignd's thread timeout.
+    # (On a CPU OpenBLAS maps to another core, metalignd keeps that choice: the second C run
+    # shows it.)
     env = dict(os.environ, OPENBLAS_CORETYPE="SkylakeX", OPENBLAS_THREAD_TIMEOUT="4")
+    c_out = run([exe, "--data", data, "--csv", csv, "--reps", str(args.reps), "--threads",
+                 str(args.threads), "--dump", dump], env=env)
+    c_det = run([exe, "--data", data, "--csv", csv, "--reps", "1", "--threads",
+                 str(args.threads)], env={k: v for k, v in os.environ.items()
+                                          if k != "OPENBLAS_CORETYPE"})
     t_out = run(["/usr/bin/python3", os.path.join(HERE, "replay_torch.py"), "--data", data,
                  "--csv", csv, "--threads", str(args.threads), "--reps", str(args.reps - 1),
                  "--sklearn-participants", str(args.sklearn_participants), "--compare", dump],
@@ -106,6 +114,11 @@ def main():
     print("%-34s %10s %10s %12s" % ("workload", "metalignd", "PyTorch", "speed-up"))
     print("%-34s %9.3fs %9.3fs %11.2fx   (%.0f vs %.0f GFLOP/s)"
           % ("model passes", cm, tm, tm / cm, cg, tg))
+    core = re.search(r"OpenBLAS core ([^,\s]+)", c_det)
+    print("%-34s %9.3fs %10s %12s   (%.0f GFLOP/s)"
+          % ("model passes, C, core %s" % (core.group(1) if core else "?"),
+             grab(r"replay model passes: .*?: ([\d.]+) s", c_det), "", "",
+             grab(r"replay model passes: .*? s\s+([\d.]+) GFLOP/s", c_det)))
     print("%-34s %9.3fs %9.3fs %11.1fx" % ("baseline vs numpy span form", cb, ts, ts / cb))
     print("%-34s %9.3fs %9.1fs %11.0fx" % ("baseline vs sklearn refits (extrap.)", cb, tk, tk / cb))
 
