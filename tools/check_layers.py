@@ -36,7 +36,8 @@ PUBLIC = {"err": "util", "blas": "util", "rng": "util", "sha256": "util",
           "model": "model",
           "dataset": "data", "episodes": "data", "human_csv": "data",
           "stats": "analysis", "curve": "analysis", "cka": "analysis", "human_curves": "analysis",
-          "runner": "engine", "simulate": "engine"}
+          "temperature": "analysis", "baseline": "analysis", "panel": "analysis",
+          "runner": "engine", "simulate": "engine", "replay": "engine"}
 MAX_LINES = 600
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 

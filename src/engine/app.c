@@ -41,7 +41,8 @@ int ml_app_load(ml_app *app, const ml_config *cfg, ml_err *err) {
 
     app->max_seq = app->model.cfg.pos == ML_POS_LEARNED ? app->model.cfg.max_seq_len
                                                         : ML_APP_MAX_SEQ_ROPE;
-    if (app->max_seq > ML_APP_BATCH_ROWS) app->max_seq = ML_APP_BATCH_ROWS;
+    app->batch_rows = ML_APP_BATCH_ROWS;
+    if (app->max_seq > app->batch_rows) app->max_seq = app->batch_rows;
     long cores = ml_cpus_usable(); /* affinity and cgroup quota, not the machine's count */
     app->threads = cfg->threads > 0 ? cfg->threads : (cores > 0 ? (int)cores : 1);
     return 0;
@@ -65,12 +66,13 @@ static void *worker_init(void *arg, int id) {
     return w;
 }
 
-static void worker_fini(void *worker) {
-    ml_worker *w = worker;
+void ml_app_worker_free(ml_worker *w) {
     if (!w) return;
     if (w->has_runner) ml_runner_free(&w->runner);
     free(w);
 }
+
+static void worker_fini(void *worker) { ml_app_worker_free(worker); }
 
 static int open_human(ml_app *app, ml_err *err) {
     ml_human_config hc;
@@ -149,7 +151,7 @@ ml_runner *ml_app_runner(ml_app *app, ml_worker *w, ml_err *err) {
     if (w->has_runner) return &w->runner;
     if (ml_once_run(&app->emb_once, compute_embeddings, app, err) != 0) return NULL;
     if (ml_runner_init(&w->runner, &app->model, &app->data, app->item_emb[ML_INPUTS_RAW],
-                       app->item_emb[ML_INPUTS_STANDARDIZED], ML_APP_BATCH_ROWS, app->max_seq,
+                       app->item_emb[ML_INPUTS_STANDARDIZED], app->batch_rows, app->max_seq,
                        err) != 0)
         return NULL;
     w->has_runner = 1;
@@ -235,6 +237,18 @@ int ml_app_simulate(ml_app *app, ml_worker *w, const ml_sim_request *rq,
     int rc = ml_simulate(r, rq, hooks, res, err);
     if (rc == 0) ml_metrics_add(app->metrics, ML_CNT_EPISODES, (uint64_t)rq->episodes);
     return rc;
+}
+
+int ml_app_replay(ml_app *app, ml_worker *w, const ml_human_data *h, const ml_replay_request *rq,
+                  const ml_replay_hooks *hooks, ml_replay_result *res, ml_replay_code *code,
+                  ml_err *err) {
+    ml_runner *r = ml_app_runner(app, w, err);
+    if (!r) {
+        memset(res, 0, sizeof *res);
+        *code = ML_REPLAY_E_INTERNAL;
+        return -1;
+    }
+    return ml_replay_run(r, app->threads, h, rq, hooks, res, code, err);
 }
 
 const char *ml_app_rep_name(const ml_app *app, int i, char *buf, size_t len) {
