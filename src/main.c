@@ -14,16 +14,37 @@
 
 #define SHUTDOWN_GRACE_SECONDS 30.0
 
+/* The later generation's model lines: what MODEL.md section 7's config governs. */
+static void print_metalearner(const ml_model *m) {
+    const ml_metalearner_config *c = &m->meta;
+    char heads[64] = "n/a", sl[32] = "unknown", mlp[32] = "no";
+    if (c->model_type == ML_ARCH_TRANSFORMER)
+        snprintf(heads, sizeof heads, "%d (%s)", c->n_heads, m->heads_source);
+    if (c->sl > 0) snprintf(sl, sizeof sl, "%d", c->sl);
+    if (c->use_mlp) snprintf(mlp, sizeof mlp, "yes (width %d)", c->int_sz);
+    printf("        generation %s, type %s, heads %s, layers %d, MLP %s, sl %s, mag_std %g\n",
+           ml_generation_name(m->generation), ml_arch_name(c->model_type), heads, c->n_layers,
+           mlp, sl, (double)c->mag_std);
+    printf("        width %d, %s, heads of width %d, %zu parameters%s%s\n", m->cfg.hidden_size,
+           c->model_type == ML_ARCH_STATIC_LINEAR ? "proj" : c->no_embed ? "no_embed (mag_proj)"
+                                                                        : "embed",
+           c->num_dims, m->num_params, c->bias ? ", biases" : "",
+           c->from_config ? "" : "; no MetaLearnerConfig in the checkpoint");
+}
+
 static void print_summary(const ml_app *app, double seconds) {
     const ml_model *m = &app->model;
     const ml_dataset *d = &app->data;
     printf("model:  %s (%s)\n", m->path, m->format);
-    printf("        variant %s, input %d, hidden %d, heads %d, intermediate %d, layers %d, "
-           "%zu parameters%s%s%s\n",
-           ml_posenc_name(m->cfg.pos), m->cfg.input_size, m->cfg.hidden_size, m->cfg.num_heads,
-           m->cfg.intermediate_size, m->cfg.num_layers, m->num_params,
-           m->cfg.bias ? ", biases" : "", m->cfg.embedding ? "" : ", no embedding layer",
-           m->synthetic ? ", SYNTHETIC" : "");
+    if (m->generation != ML_GEN_SEED)
+        print_metalearner(m);
+    else
+        printf("        variant %s, input %d, hidden %d, heads %d, intermediate %d, layers %d, "
+               "%zu parameters%s%s%s\n",
+               ml_posenc_name(m->cfg.pos), m->cfg.input_size, m->cfg.hidden_size,
+               m->cfg.num_heads, m->cfg.intermediate_size, m->cfg.num_layers, m->num_params,
+               m->cfg.bias ? ", biases" : "", m->cfg.embedding ? "" : ", no embedding layer",
+               m->synthetic ? ", SYNTHETIC" : "");
     if (m->cfg.pos == ML_POS_LEARNED) printf("        learned positions: at most %d trials\n", m->cfg.max_seq_len);
     printf("data:   %d items, backbone %d features (%s: %lld rows%s), targets %d dims (%s)\n",
            d->n_items, d->backbone_dim, d->backbone_path, (long long)d->backbone_rows,
@@ -85,6 +106,14 @@ int main(int argc, char **argv) {
         ml_app_free(&app);
         ml_config_free(&cfg);
         return 0;
+    }
+    if (app.model.generation != ML_GEN_SEED) { /* until the engine serves it (issue 14) */
+        fprintf(stderr, "metalignd: cannot start: %s is a later-generation (%s) checkpoint; "
+                        "--check reads it, but its analyses are not served yet\n",
+                app.model.path, ml_arch_name(app.model.meta.model_type));
+        ml_app_free(&app);
+        ml_config_free(&cfg);
+        return 1;
     }
     ml_server server = {0};
     if (ml_server_start(&server, &app, &err) != 0) {

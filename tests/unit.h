@@ -39,16 +39,6 @@ __attribute__((format(printf, 3, 4), unused)) static void ut_fail(const char *fi
         if (!(cond)) ut_fail(__FILE__, __LINE__, "check failed: %s", #cond);         \
     } while (0)
 
-/* Fails the test and returns from the test function at once (later checks would only repeat
- * the failure or crash on what is missing). */
-#define REQUIRE(cond)                                                                \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            ut_fail(__FILE__, __LINE__, "required: %s", #cond);                      \
-            return;                                                                  \
-        }                                                                            \
-    } while (0)
-
 #define CHECK_MSG(cond, ...)                                                         \
     do {                                                                             \
         ut_checks++;                                                                 \

@@ -6,9 +6,9 @@ set -eu
 
 profile=${1:-test}
 
-runtime="libmicrohttpd12 libjansson4 libopenblas0-pthread libcurl4 libzip4 zlib1g libcsv3 libhiredis0.14 ca-certificates curl"
+runtime="libmicrohttpd12 libjansson4 libopenblas0-pthread libcurl4 libzip4 zlib1g libcsv3 libhdf5-103-1 libhiredis0.14 ca-certificates curl"
 build="gcc libc6-dev pkg-config meson ninja-build libmicrohttpd-dev libjansson-dev libopenblas-dev
-       libcurl4-openssl-dev libzip-dev zlib1g-dev libcsv-dev libhiredis-dev curl ca-certificates"
+       libcurl4-openssl-dev libzip-dev zlib1g-dev libcsv-dev libhdf5-dev libhiredis-dev curl ca-certificates"
 # clang + its runtime give libFuzzer and the sanitizer runtimes the test suite uses.
 test_extra="clang libclang-rt-14-dev"
 # The scale-out's tests: a real Redis and a real load balancer on loopback (tests/scaleout),

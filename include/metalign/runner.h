@@ -40,5 +40,9 @@ void ml_runner_free(ml_runner *r);
  * is longer than the runner allows. */
 int ml_runner_run(ml_runner *r, const int *items, const int *labels, int B, int S,
                   int standardize, float **outs, float *logits, ml_err *err);
+/* The same over another table of embeddings E (n rows of ml_embed_features' output, e.g.
+ * single images' rows rather than the concepts'): items index into E. */
+int ml_runner_run_table(ml_runner *r, const float *E, const int *items, const int *labels,
+                        int B, int S, float **outs, float *logits, ml_err *err);
 
 #endif

@@ -12,12 +12,17 @@
 #include "util/priority.h"
 
 static int check_shapes(const ml_model *m, const ml_dataset *d, ml_err *err) {
-    int want = m->cfg.embedding ? m->cfg.input_size : m->cfg.hidden_size;
-    if (want != 2 + d->backbone_dim)
-        return ml_errf(err, "%s expects inputs of %d columns (2 label columns + %d features), "
-                            "but %s has %d feature columns; use the backbone the model was "
-                            "trained on",
-                       m->path, want, want - 2, d->backbone_path, d->backbone_dim);
+    int want = ml_model_feature_dim(m);
+    if (want != d->backbone_dim) {
+        if (m->generation == ML_GEN_SEED)
+            return ml_errf(err, "%s expects inputs of %d columns (2 label columns + %d features), "
+                                "but %s has %d feature columns; use the backbone the model was "
+                                "trained on",
+                           m->path, want + 2, want, d->backbone_path, d->backbone_dim);
+        return ml_errf(err, "%s expects %d backbone features (x_sz), but %s has %d feature "
+                            "columns; use the backbone the model was trained on",
+                       m->path, want, d->backbone_path, d->backbone_dim);
+    }
     return 0;
 }
 
@@ -28,7 +33,8 @@ int ml_app_load(ml_app *app, const ml_config *cfg, ml_err *err) {
     for (int i = 0; i < ML_N_INPUTS; i++) ml_once_init(&app->acts_once[i]);
     ml_once_init(&app->emb_once);
 
-    if (ml_model_load(&app->model, cfg->checkpoint, cfg->heads ? cfg->heads : 12, err) != 0)
+    /* 0 = no --heads: the loader applies its default only when the checkpoint has no count */
+    if (ml_model_load(&app->model, cfg->checkpoint, cfg->heads, err) != 0)
         return -1;
     ml_data_paths paths = {cfg->backbone, cfg->targets, cfg->item_ids, cfg->things_images};
     if (ml_dataset_load(&app->data, &paths, err) != 0) return -1;
@@ -36,7 +42,8 @@ int ml_app_load(ml_app *app, const ml_config *cfg, ml_err *err) {
 
     app->max_seq = app->model.cfg.pos == ML_POS_LEARNED ? app->model.cfg.max_seq_len
                                                         : ML_APP_MAX_SEQ_ROPE;
-    if (app->max_seq > ML_APP_BATCH_ROWS) app->max_seq = ML_APP_BATCH_ROWS;
+    app->batch_rows = ML_APP_BATCH_ROWS;
+    if (app->max_seq > app->batch_rows) app->max_seq = app->batch_rows;
     long cores = ml_cpus_usable(); /* affinity and cgroup quota, not the machine's count */
     app->threads = cfg->threads > 0 ? cfg->threads : (cores > 0 ? (int)cores : 1);
     return 0;
@@ -60,12 +67,13 @@ static void *worker_init(void *arg, int id) {
     return w;
 }
 
-static void worker_fini(void *worker) {
-    ml_worker *w = worker;
+void ml_app_worker_free(ml_worker *w) {
     if (!w) return;
     if (w->has_runner) ml_runner_free(&w->runner);
     free(w);
 }
+
+static void worker_fini(void *worker) { ml_app_worker_free(worker); }
 
 static int open_human(ml_app *app, ml_err *err) {
     ml_human_config hc;
@@ -151,7 +159,7 @@ ml_runner *ml_app_runner(ml_app *app, ml_worker *w, ml_err *err) {
     if (w->has_runner) return &w->runner;
     if (ml_once_run(&app->emb_once, compute_embeddings, app, err) != 0) return NULL;
     if (ml_runner_init(&w->runner, &app->model, &app->data, app->item_emb[ML_INPUTS_RAW],
-                       app->item_emb[ML_INPUTS_STANDARDIZED], ML_APP_BATCH_ROWS, app->max_seq,
+                       app->item_emb[ML_INPUTS_STANDARDIZED], app->batch_rows, app->max_seq,
                        err) != 0)
         return NULL;
     w->has_runner = 1;
@@ -237,6 +245,18 @@ int ml_app_simulate(ml_app *app, ml_worker *w, const ml_sim_request *rq,
     int rc = ml_simulate(r, rq, hooks, res, err);
     if (rc == 0) ml_metrics_add(app->metrics, ML_CNT_EPISODES, (uint64_t)rq->episodes);
     return rc;
+}
+
+int ml_app_replay(ml_app *app, ml_worker *w, const ml_human_data *h, const ml_replay_request *rq,
+                  const ml_replay_hooks *hooks, ml_replay_result *res, ml_replay_code *code,
+                  ml_err *err) {
+    ml_runner *r = ml_app_runner(app, w, err);
+    if (!r) {
+        memset(res, 0, sizeof *res);
+        *code = ML_REPLAY_E_INTERNAL;
+        return -1;
+    }
+    return ml_replay_run(r, app->threads, h, rq, hooks, res, code, err);
 }
 
 const char *ml_app_rep_name(const ml_app *app, int i, char *buf, size_t len) {

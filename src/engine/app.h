@@ -14,6 +14,7 @@
 #include "engine/workers.h"
 #include "metalign/dataset.h"
 #include "metalign/model.h"
+#include "metalign/replay.h"
 #include "metalign/runner.h"
 #include "metalign/simulate.h"
 #include "util/lru.h"
@@ -54,6 +55,8 @@ struct ml_app {
     ml_dataset data;
     int threads;          /* compute threads in use */
     int max_seq;          /* longest sequence a request may ask for */
+    int batch_rows;       /* rows per forward call, a runner's workspace (ML_APP_BATCH_ROWS;
+                           * tests lower it to exercise batching) */
     time_t started_at;
     int ready;            /* atomic: model and data loaded, workers running */
 
@@ -80,6 +83,8 @@ int ml_app_start(ml_app *app, const char *const *route_names, int n_routes, ml_e
 int ml_app_is_ready(const ml_app *app);
 void ml_app_free(ml_app *app);
 
+/* Frees a worker context the caller made (the compute workers free their own). */
+void ml_app_worker_free(ml_worker *w);
 /* The worker's runner, made on first use. */
 ml_runner *ml_app_runner(ml_app *app, ml_worker *w, ml_err *err);
 /* ml_runner_run on the worker's runner. */
@@ -99,6 +104,11 @@ ml_cka_cache *ml_app_cka_matrices(ml_app *app, ml_worker *w, ml_err *err);
 /* ml_simulate on the worker's runner, counted in the metrics. */
 int ml_app_simulate(ml_app *app, ml_worker *w, const ml_sim_request *rq,
                     const ml_sim_hooks *hooks, ml_sim_result *res, ml_err *err);
+
+/* ml_replay_run on the worker's runner, the baseline's fits on the app's compute threads. */
+int ml_app_replay(ml_app *app, ml_worker *w, const ml_human_data *h, const ml_replay_request *rq,
+                  const ml_replay_hooks *hooks, ml_replay_result *res, ml_replay_code *code,
+                  ml_err *err);
 
 /* Name of CKA representation i: "backbone", then the model's output names. */
 const char *ml_app_rep_name(const ml_app *app, int i, char *buf, size_t len);

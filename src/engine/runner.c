@@ -50,11 +50,16 @@ void ml_runner_free(ml_runner *r) {
 
 int ml_runner_run(ml_runner *r, const int *items, const int *labels, int B, int S,
                   int standardize, float **outs, float *logits, ml_err *err) {
+    return ml_runner_run_table(r, r->emb[standardize ? 1 : 0], items, labels, B, S, outs, logits,
+                               err);
+}
+
+int ml_runner_run_table(ml_runner *r, const float *E, const int *items, const int *labels,
+                        int B, int S, float **outs, float *logits, ml_err *err) {
     if (S < 1 || S > r->max_seq)
         return ml_errf(err, "sequences of %d trials are longer than this model allows (%d)", S,
                        r->max_seq);
     const ml_model *m = r->model;
-    const float *E = r->emb[standardize ? 1 : 0];
     int n_out = ml_model_num_outputs(m);
     size_t C = (size_t)m->cfg.hidden_size;
     int per_call = r->max_rows / S;

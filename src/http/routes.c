@@ -66,9 +66,9 @@ void ml_route_match(const char *method, const char *path, ml_dispatch *out) {
             return;
         }
         out->status = 405;
-        size_t len = strlen(out->allow);
+        size_t used = strlen(out->allow);
         if (!strstr(out->allow, ml_routes[i].method))
-            snprintf(out->allow + len, sizeof out->allow - len, "%s%s", len ? ", " : "",
+            snprintf(out->allow + used, sizeof out->allow - used, "%s%s", used ? ", " : "",
                      ml_routes[i].method);
     }
 }

@@ -40,6 +40,8 @@ static void test_synthetic_matches_pandas_counts(void) {
                       json_integer_value(json_object_get(json_object_get(r, "119"),
                                                          "participants")));
         CHECK_EQ_INT(d.max_trial, 119);
+        CHECK_MSG(d.replay_problem == NULL, "%s", d.replay_problem);
+        CHECK(d.choice && d.label && d.image && d.images.n > 0 && d.concepts.n == 8);
         ml_human_data_free(&d);
         free(buf);
     }
@@ -75,6 +77,9 @@ static void test_messy_equals_clean(void) {
         CHECK(memcmp(da.trial, db.trial, da.n_rows * sizeof(int32_t)) == 0);
         CHECK(memcmp(da.dimension, db.dimension, da.n_rows * sizeof(int32_t)) == 0);
         CHECK(memcmp(da.correct, db.correct, da.n_rows) == 0);
+        CHECK(da.choice && db.choice && memcmp(da.choice, db.choice, da.n_rows) == 0);
+        CHECK(da.label && db.label && memcmp(da.label, db.label, da.n_rows) == 0);
+        CHECK(da.image && db.image && memcmp(da.image, db.image, da.n_rows * 4) == 0);
     }
     ml_human_data_free(&da);
     ml_human_data_free(&db);
@@ -195,6 +200,110 @@ static void test_rejections(void) {
     CHECK_STR_CONTAINS(err.msg, "offset 18");
 }
 
+/* The replay's optional columns: booleans spelled like correct, NA cells kept as
+ * ML_HUMAN_NA / -1, images interned with their concept (folder) and file. */
+static void test_replay_columns(void) {
+    const char *text = "participant,trial,dimension,correct,choice,true_category_binary,image\n"
+                       "p1,0,0,True,1,1,stimuli/aardvark/aardvark_01b.jpg\n"
+                       "p1,1,0,False,False,True,stimuli/banana/banana_02.jpg\n"
+                       "p2,0,2,1,0,1,THINGS/images/aardvark/aardvark_01b.jpg\n"
+                       "p2,1,2,1,NA,0,stimuli/aardvark/aardvark_01b.jpg\n"
+                       "p2,2,2,NA,1,1,stimuli/cello/cello_01.jpg\n"
+                       "p2,3,2,0,1,,plain.jpg\n"
+                       "p2,4,2,0,1,0,\n"
+                       "\"p,3\",0,1,True,1.0,1.0,stimuli//x.jpg\n";
+    ml_human_data d;
+    ml_fetch_code code;
+    ml_err err = {{0}};
+    CHECK(parse_str(text, &d, &code, &err) == 0);
+    CHECK_MSG(d.replay_problem == NULL, "%s", d.replay_problem);
+    CHECK(d.n_rows == 7 && d.n_missing == 1);
+    CHECK(d.choice && d.label && d.image);
+    if (d.n_rows == 7 && d.choice && d.label && d.image) {
+        static const uint8_t choice[] = {1, 0, 0, ML_HUMAN_NA, 1, 1, 1};
+        static const uint8_t label[] = {1, 1, 1, 0, ML_HUMAN_NA, 0, 1};
+        static const int32_t image[] = {0, 1, 2, 0, 4, -1, 5};
+        for (int i = 0; i < 7; i++) {
+            CHECK_MSG(d.choice[i] == choice[i], "row %d choice %d", i, d.choice[i]);
+            CHECK_MSG(d.label[i] == label[i], "row %d label %d", i, d.label[i]);
+            CHECK_MSG(d.image[i] == image[i], "row %d image %d", i, d.image[i]);
+        }
+    }
+    /* cello's row had no answer, but its image was interned before that was known */
+    CHECK(d.images.n == 6);
+    if (d.images.n == 6) {
+        CHECK(strcmp(ml_strtab_get(&d.images, 0), "stimuli/aardvark/aardvark_01b.jpg") == 0);
+        CHECK(strcmp(ml_strtab_get(&d.images, 2), "THINGS/images/aardvark/aardvark_01b.jpg") == 0);
+        /* the same concept and file through another prefix */
+        CHECK(d.image_concept[0] == d.image_concept[2] && d.image_file[0] == d.image_file[2]);
+        CHECK(strcmp(ml_strtab_get(&d.concepts, (size_t)d.image_concept[0]), "aardvark") == 0);
+        CHECK(strcmp(ml_strtab_get(&d.files, (size_t)d.image_file[1]), "banana_02.jpg") == 0);
+        CHECK(d.image_concept[4] == -1); /* "plain.jpg": no folder */
+        CHECK(strcmp(ml_strtab_get(&d.files, (size_t)d.image_file[4]), "plain.jpg") == 0);
+        CHECK(d.image_concept[5] == -1); /* "stimuli//x.jpg": an empty folder name */
+    }
+    CHECK(d.concepts.n == 3); /* aardvark, banana, cello */
+    CHECK(d.participant_names.n == 3 && d.n_participants == 3);
+    if (d.participant_names.n == 3) {
+        CHECK(strcmp(ml_strtab_get(&d.participant_names, 0), "p1") == 0);
+        CHECK(strcmp(ml_strtab_get(&d.participant_names, 2), "p,3") == 0);
+    }
+    ml_human_data_free(&d);
+}
+
+/* Without the replay's columns the curves still work; the replay is told which are missing. */
+static void test_replay_columns_missing_or_bad(void) {
+    ml_human_data d;
+    ml_fetch_code code;
+    ml_err err = {{0}};
+    CHECK(parse_str("participant,trial,dimension,correct\na,0,0,True\n", &d, &code, &err) == 0);
+    CHECK(d.n_rows == 1 && !d.choice && !d.label && !d.image);
+    CHECK_STR_CONTAINS(d.replay_problem, "test.csv has no columns \"choice\", "
+                                         "\"true_category_binary\", \"image\"");
+    ml_human_data_free(&d);
+    CHECK(parse_str("participant,trial,dimension,correct,choice,true_category_binary\n"
+                    "a,0,0,True,1,1\n",
+                    &d, &code, &err) == 0);
+    CHECK(d.choice && d.label && !d.image);
+    CHECK_STR_CONTAINS(d.replay_problem, "no column \"image\":");
+    ml_human_data_free(&d);
+    /* a bad cell in an optional column: the parse succeeds, the replay gets the line */
+    CHECK(parse_str("participant,trial,dimension,correct,choice,true_category_binary,image\n"
+                    "a,0,0,True,1,1,s/c/f.jpg\n"
+                    "a,1,0,True,left,1,s/c/g.jpg\n"
+                    "a,2,0,True,1,maybe,s/c/h.jpg\n",
+                    &d, &code, &err) == 0);
+    CHECK(d.n_rows == 3 && d.choice && d.choice[1] == ML_HUMAN_NA);
+    CHECK_STR_CONTAINS(d.replay_problem, "line 3: column \"choice\" is \"left\"");
+    ml_human_data_free(&d);
+}
+
+/* Where an unclosed quote opened, found from libcsv's callbacks alone. */
+static void test_unclosed_quote_lines(void) {
+    const char *h = "participant,trial,dimension,correct\n";
+    char buf[512];
+#define ROWS(s) (snprintf(buf, sizeof buf, "%s%s", h, s), buf)
+    /* a quoted newline closes on line 4, then a field opens there and never closes */
+    expect_fail(ROWS("a,0,0,True\n\"a\nb\",1,0,\"True\n"), ML_FETCH_E_BAD_CSV, "line 4:",
+                "never closed");
+    /* opened as a record's first field, then blank and non-blank lines inside it */
+    expect_fail(ROWS("a,0,0,True\n\r\n\"a\n\nb\nc\n"), ML_FETCH_E_BAD_CSV, "line 4:",
+                "never closed");
+    /* without a final newline */
+    expect_fail(ROWS("a,0,0,True\na,1,0,\"True"), ML_FETCH_E_BAD_CSV, "line 3:", "never closed");
+#undef ROWS
+    /* a quoted newline that does close parses, and the row after it is counted */
+    ml_human_data d;
+    ml_fetch_code code;
+    ml_err err = {{0}};
+    CHECK(parse_str("participant,trial,dimension,correct\n\"a\nb\",0,0,True\nc,1,0,False\n", &d,
+                    &code, &err) == 0);
+    CHECK(d.n_rows == 2 && d.n_participants == 2);
+    if (d.n_participants == 2)
+        CHECK(strcmp(ml_strtab_get(&d.participant_names, 0), "a\nb") == 0);
+    ml_human_data_free(&d);
+}
+
 /* The first of two columns with the same name is the one read (pandas renames the second). */
 static void test_duplicate_column_first_wins(void) {
     ml_human_data d;
@@ -250,6 +359,9 @@ int main(void) {
     RUN(test_accepted_spellings);
     RUN(test_rejections);
     RUN(test_duplicate_column_first_wins);
+    RUN(test_replay_columns);
+    RUN(test_replay_columns_missing_or_bad);
+    RUN(test_unclosed_quote_lines);
     RUN(test_damaged_inputs_never_crash);
     return UT_DONE();
 }

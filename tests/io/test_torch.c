@@ -178,6 +178,28 @@ static void test_torch2_layout(void) {
     check_ckpt("ckpt_v3", 0);
 }
 
+/* The later generation's container (tests/reference/make_metalearner_fixtures.py): a pickled
+ * dataclass metalign.model.MetaLearnerConfig whose mag_std is a numpy float64, numpy scalars
+ * beside the state dict, `_orig_mod.` prefixes. */
+static void test_metalearner_config(void) {
+    ml_tensorset ts;
+    ml_err err = {""};
+    CHECK_MSG(ml_checkpoint_open(&ts, FIXTURE("model/ml_tf_mlp2.pt"), &err) == 0, "%s", err.msg);
+    if (!ts.tensors) return;
+    const char *cls = ml_tensorset_meta(&ts, "__class__");
+    CHECK(cls && !strcmp(cls, "metalign.model.MetaLearnerConfig"));
+    const char *ms = ml_tensorset_meta(&ts, "mag_std"), *mt = ml_tensorset_meta(&ts, "model_type");
+    CHECK(ms && atof(ms) == 1.3);
+    CHECK(mt && !strcmp(mt, "transformer"));
+    CHECK(ml_tensorset_meta(&ts, "n_heads") && !strcmp(ml_tensorset_meta(&ts, "n_heads"), "2"));
+    CHECK(ml_tensorset_meta(&ts, "use_mlp") && !strcmp(ml_tensorset_meta(&ts, "use_mlp"), "true"));
+    CHECK(ml_tensorset_find(&ts, "embed.weight") != NULL);
+    CHECK(ml_tensorset_find(&ts, "_orig_mod.embed.weight") == NULL);
+    const ml_tensor *t = ml_tensorset_find(&ts, "mag_std");
+    CHECK(t && t->ndim == 0 && ml_tensor_numel(t) == 1);
+    ml_tensorset_free(&ts);
+}
+
 static void test_later_generation(void) {
     /* Loads: the weight binding, not the reader, decides it is not the seed's architecture. */
     check_ckpt("ckpt_latergen", 0);
@@ -286,13 +308,20 @@ static void check_forward(const char *name, int heads_hint, int expect_heads) {
 
 static void test_forward_matches_pytorch(void) {
     check_forward("ckpt_seed", 4, 4);   /* no config: the operator's --heads */
-    check_forward("ckpt_config", 7, 2); /* the pickled config's head count wins */
+    check_forward("ckpt_config", 0, 2); /* the pickled config's head count */
+    check_forward("ckpt_config", 2, 2); /* and a --heads that agrees with it */
     check_forward("ckpt_views", 4, 4);
     check_forward("ckpt_torch2", 4, 4);
     ml_model m;
     ml_err err = {""};
+    /* a --heads that contradicts the pickled config is refused, naming both */
+    CHECK(ml_model_load(&m, FIXTURE("io/ckpt_config.pt"), 7, &err) != 0);
+    CHECK_STR_CONTAINS(err.msg, "--heads 7");
+    CHECK_STR_CONTAINS(err.msg, "num_attention_heads=2");
+    /* read as the later generation; its embed.weight does not fit its ln_f */
     CHECK(ml_model_load(&m, FIXTURE("io/ckpt_latergen.pt"), 4, &err) != 0);
     CHECK_STR_CONTAINS(err.msg, "later-generation");
+    CHECK_STR_CONTAINS(err.msg, "embed.weight");
 }
 
 int main(void) {
@@ -304,6 +333,7 @@ int main(void) {
     RUN(test_views);
     RUN(test_torch2_layout);
     RUN(test_later_generation);
+    RUN(test_metalearner_config);
     RUN(test_errors);
     RUN(test_truncated_checkpoint);
     RUN(test_forward_matches_pytorch);
