@@ -202,9 +202,11 @@ static void run_chunk(ml_shared *sh, ml_worker *w, ml_redis_conn *c, flight *f,
     float *logits = malloc(sizeof(float) * trials);
     double t0 = mono_now();
     ml_sim_hooks hooks = {NULL, chunk_cancelled, f};
-    int rc = dim && items && labels && logits
-                 ? ml_sim_run_range(r, rq, e0, n, &hooks, dim, items, labels, logits, &err)
-                 : (ml_errf(&err, "out of memory for a chunk of %d episodes", n), -1);
+    int rc = -1;
+    if (dim && items && labels && logits)
+        rc = ml_sim_run_range(r, rq, e0, n, &hooks, dim, items, labels, logits, &err);
+    else
+        ml_errf(&err, "out of memory for a chunk of %d episodes", n);
     ml_buf payload = {0};
     if (rc == 0 && ml_chunk_encode(e0, n, rq->seq_len, logits, &payload) != 0)
         rc = ml_errf(&err, "out of memory encoding a chunk");
@@ -216,9 +218,11 @@ static void run_chunk(ml_shared *sh, ml_worker *w, ml_redis_conn *c, flight *f,
         sh->n.chunks_dropped++;
         drop_entry(sh, c, f);
     } else if (rc != 0) {
+        /* Left pending: another replica (or this one, later) takes it over after the claim
+         * timeout; a chunk that keeps failing fails its job after CHUNK_MAX_ATTEMPTS. */
         sh->n.chunks_failed++;
-        ml_shared_job_fail(sh, c, f->job, "simulation_failed", err.msg);
-        drop_entry(sh, c, f);
+        fprintf(stderr, "metalignd: job %s, chunk %d: %s; it will be retried\n", f->job,
+                f->chunk, err.msg);
     } else {
         char job[ML_KEY_BUF], done[ML_KEY_BUF], stream[ML_KEY_BUF], key[ML_KEY_BUF + 16],
             s_chunk[16], s_eps[16], s_ttl[16];
