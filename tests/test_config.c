@@ -36,6 +36,29 @@ static void test_config_file_and_flags(void) {
     ml_config_free(&c);
 }
 
+/* The scale-out's options: off by default, from the file and the flags, bounded. */
+static void test_scaleout_options(void) {
+    const char *path = write_tmp("r.json", "{\"redis\": \"redis://r:6380/1\", "
+                                           "\"redis_claim_timeout\": 5, \"chunk_episodes\": 80}");
+    ml_config c;
+    ml_config_defaults(&c);
+    CHECK(c.redis == NULL && c.redis_claim_timeout == 30 && c.redis_timeout == 2000 &&
+          c.redis_connect_timeout == 1000 && c.chunk_episodes == 0 && c.redis_max_jobs == 64);
+    ml_err err = {{0}};
+    char *argv[] = {"metalignd", "--config", (char *)path, "--replica-name", "pod-1",
+                    "--redis-timeout", "300", NULL};
+    CHECK(ml_config_from_args(&c, 7, argv, &err) == ML_CLI_RUN);
+    CHECK(c.redis && !strcmp(c.redis, "redis://r:6380/1") && c.redis_claim_timeout == 5 &&
+          c.chunk_episodes == 80 && c.redis_timeout == 300 && c.replica_name &&
+          !strcmp(c.replica_name, "pod-1"));
+    ml_config_free(&c);
+    ml_config_defaults(&c);
+    char *bad[] = {"metalignd", "--redis-claim-timeout", "0", NULL};
+    CHECK(ml_config_from_args(&c, 3, bad, &err) == ML_CLI_EXIT_USAGE);
+    CHECK_MSG(strstr(err.msg, "redis-claim-timeout") != NULL, "%s", err.msg);
+    ml_config_free(&c);
+}
+
 static void test_config_errors(void) {
     ml_config c;
     ml_err err = {{0}};
@@ -79,6 +102,7 @@ int main(void) {
     if (!mkdtemp(tmpdir)) return 1;
     RUN(test_config_file_and_flags);
     RUN(test_config_errors);
+    RUN(test_scaleout_options);
     RUN(test_listen);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);

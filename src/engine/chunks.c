@@ -451,6 +451,7 @@ static void *pump_main(void *arg) {
     int group_ok = 0;
     double last_reclaim = 0;
     double reclaim_every = sh->claim_timeout_ms / 2000.0;
+    char cursor[48] = "0-0";
     for (;;) {
         pthread_mutex_lock(&ck->lock);
         while (!ck->stopping && ck->n_flight >= ck->capacity) pthread_cond_wait(&ck->slot, &ck->lock);
@@ -468,13 +469,20 @@ static void *pump_main(void *arg) {
         }
         int got = 0;
         if (mono_now() - last_reclaim >= reclaim_every) {
-            redisReply *rep = ml_redis_cmd(c, &err, "XAUTOCLAIM %s " ML_CHUNKS_GROUP " %s %d 0-0 "
-                                           "COUNT 1", stream, sh->replica, sh->claim_timeout_ms);
-            if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 2)
+            /* One entry at a time, walking the pending list with the cursor it returns (a
+             * call looks at a bounded number of entries); a pass ends at cursor 0-0. */
+            redisReply *rep = ml_redis_cmd(c, &err, "XAUTOCLAIM %s " ML_CHUNKS_GROUP " %s %d %s "
+                                           "COUNT 1", stream, sh->replica, sh->claim_timeout_ms,
+                                           cursor);
+            const char *next = NULL;
+            if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 2) {
+                next = ml_redis_str(rep->element[0], NULL);
                 got = dispatch_entries(sh, rep->element[1]);
+            }
+            snprintf(cursor, sizeof cursor, "%s", next && strlen(next) < sizeof cursor ? next : "0-0");
             if (rep) freeReplyObject(rep);
             sh->n.chunks_reclaimed += (uint64_t)got;
-            if (!got) last_reclaim = mono_now();
+            if (!got && strcmp(cursor, "0-0") == 0) last_reclaim = mono_now();
             if (!rep && strstr(err.msg, "NOGROUP")) group_ok = 0;
         }
         int failed = 0;
