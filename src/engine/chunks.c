@@ -50,10 +50,7 @@ struct ml_chunks {
     int stopping;
 };
 
-typedef struct chunk_task {
-    ml_shared *sh;
-    flight *f;
-} chunk_task;
+typedef struct chunk_task { ml_shared *sh; flight *f; } chunk_task;
 
 static double mono_now(void) {
     struct timespec t;
@@ -178,9 +175,8 @@ static void drop_entry(ml_shared *sh, ml_redis_conn *c, const flight *f) {
     char stream[ML_KEY_BUF];
     ml_chunks_stream_key(sh, stream);
     ml_err err;
-    redisReply *rep = ml_redis_cmd(c, &err, "XACK %s " ML_CHUNKS_GROUP " %s", stream, f->msg_id);
-    if (rep) freeReplyObject(rep);
-    rep = ml_redis_cmd(c, &err, "XDEL %s %s", stream, f->msg_id);
+    const char *args[] = {"", "", stream, f->msg_id};
+    redisReply *rep = ml_redis_eval(c, &err, LUA_DROP "drop() return 1\n", 3, args, NULL, 4);
     if (rep) freeReplyObject(rep);
 }
 
