@@ -219,6 +219,45 @@ http {{
     return p
 
 
+def redis_cmd(port, *args):
+    """One command over RESP (enough of the protocol for XPENDING's summary)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"*%d\r\n" % len(args) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args))
+        f = s.makefile("rb")
+
+        def read():
+            line = f.readline().rstrip(b"\r\n")
+            kind, rest = line[:1], line[1:]
+            if kind == b"*":
+                n = int(rest)
+                return None if n < 0 else [read() for _ in range(n)]
+            if kind == b"$":
+                n = int(rest)
+                return None if n < 0 else f.read(n + 2)[:-2].decode()
+            if kind == b":":
+                return int(rest)
+            return rest.decode()
+        return read()
+
+
+def pending_of(port, world, consumer):
+    """Chunks the consumer holds (read, not completed) in the world's stream."""
+    summary = redis_cmd(port, "XPENDING", f"ml:chunks:{world}", "workers")
+    for name, count in (summary[3] or []) if isinstance(summary, list) else []:
+        if name == consumer:
+            return int(count)
+    return 0
+
+
+def world_of(replica):
+    for k in replica.metrics():
+        m = re.match(r'metalignd_replica_info\{replica="[^"]*",world="([0-9a-f]+)"\}', k)
+        if m:
+            return m.group(1)
+    return None
+
+
 def total(replicas, name):
     return sum(r.metrics().get(name, 0) for r in replicas)
 
@@ -340,18 +379,21 @@ def main():
     status, j = jcall("POST", lb + "/v1/learning-curves?async=true", dict(JOB, seed=12))
     kid = j.get("job")
     victim = None
+    world = world_of(replicas[0])
     deadline = time.time() + 30
     while time.time() < deadline and victim is None:
         _, jj = jcall("GET", lb + "/v1/jobs/" + kid)
         if jj.get("progress", {}).get("done", 0) >= JOB["episodes"] // 5:
-            for r in replicas:
-                if r.metrics().get("metalignd_chunks_in_flight", 0) > 0:
-                    victim = r
-                    break
+            # frozen first, so it surely dies holding a chunk (not between two)
+            r = replicas[0]
+            r.p.send_signal(signal.SIGSTOP)
+            if pending_of(redis_port, world, r.name) > 0:
+                victim = r
+                victim.p.send_signal(signal.SIGKILL)
+                victim.p.wait()
+            else:
+                r.p.send_signal(signal.SIGCONT)
         time.sleep(0.05)
-    if victim:
-        victim.p.send_signal(signal.SIGKILL)
-        victim.p.wait()
     survivors = [r for r in replicas if r is not victim]
     final = wait_job(lb, kid, timeout=90)
     ok(victim and final and final["status"] == "done",
