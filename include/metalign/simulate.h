@@ -3,8 +3,12 @@
  * the outcomes are aggregated into p(correct) per trial with bootstrap intervals.
  *
  * Same request, same answer: episode e draws only from the stream (seed, e) (episodes.h), and
- * the intervals draw from streams of their own (ml_sim_curves below), so the answer depends
- * neither on batching nor on threads nor on the machine. */
+ * the intervals draw from streams of their own (ml_sim_curves below), so the episodes, the
+ * correct flags and the curves depend neither on batching nor on threads nor on the machine.
+ * The logits' last bits may: a GEMM's rounding can depend on how many rows a call has and on
+ * how threads split them, so the loss can differ in its last digits between daemons of other
+ * --threads (or runners of other max_rows). The scale-out keeps both fixed to give the same
+ * bits (docs/SCALEOUT.md). */
 #ifndef METALIGN_SIMULATE_H
 #define METALIGN_SIMULATE_H
 

@@ -40,15 +40,36 @@ void ml_jw_object_end(ml_jw *w) { close(w, '}'); }
 void ml_jw_array(ml_jw *w) { open(w, '['); }
 void ml_jw_array_end(ml_jw *w) { close(w, ']'); }
 
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates,
+ * nothing above U+10FFFF), or 0. */
+static size_t utf8_len(const unsigned char *s) {
+    unsigned c = s[0];
+    size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+    if (n == 0 || c > 0xf4) return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) ||
+        (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f))
+        return 0;
+    return n;
+}
+
+/* Escapes what JSON must, and writes each byte that is not part of well-formed UTF-8 (an
+ * echoed query argument, a file name) as U+FFFD, so the answer is always valid JSON. */
 static void put_string(ml_buf *b, const char *s) {
     static const char hex[] = "0123456789abcdef";
     ml_buf_append(b, "\"", 1);
     const char *run = s;
-    for (; *s; s++) {
+    while (*s) {
         unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        size_t n = c >= 0x80 ? utf8_len((const unsigned char *)s) : 1;
+        if (n > 1 || (c >= 0x20 && c < 0x80 && c != '"' && c != '\\')) {
+            s += n;
+            continue;
+        }
         ml_buf_append(b, run, (size_t)(s - run));
-        run = s + 1;
+        s++;
+        run = s;
         char esc[7] = {'\\', 0};
         switch (c) {
         case '"': esc[1] = '"'; break;
@@ -57,9 +78,13 @@ static void put_string(ml_buf *b, const char *s) {
         case '\r': esc[1] = 'r'; break;
         case '\t': esc[1] = 't'; break;
         default:
-            memcpy(esc, "\\u00", 4);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
+            if (c >= 0x80) {
+                memcpy(esc, "\\ufffd", 7);
+            } else {
+                memcpy(esc, "\\u00", 4);
+                esc[4] = hex[c >> 4];
+                esc[5] = hex[c & 15];
+            }
         }
         ml_buf_append(b, esc, strlen(esc));
     }

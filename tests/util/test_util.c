@@ -69,6 +69,14 @@ static void write_nested(ml_jw *w) {
     ml_jw_object_end(w);
 }
 
+static void write_bytes(ml_jw *w) {
+    ml_jw_array(w);
+    ml_jw_string(w, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"); /* UTF-8 kept */
+    ml_jw_string(w, "a\x93\x8c" "b\xc3"); /* stray bytes, a cut sequence */
+    ml_jw_string(w, "\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80"); /* overlong, surrogate, > U+10FFFF */
+    ml_jw_array_end(w);
+}
+
 static void write_nan(ml_jw *w) {
     ml_jw_array(w);
     ml_jw_double(w, 1.0);
@@ -96,6 +104,14 @@ static void test_json_writer(void) {
                          "\"j\":{\"x\":0.7,\"y\":[1,\"z\"]}}"), "nested: %s", s);
     json_t *back = json_loads(s, 0, NULL);
     CHECK(back != NULL); /* what it writes is JSON */
+    json_decref(back);
+    s = written(write_bytes, &ok);
+    CHECK_MSG(ok && !strcmp(s, "[\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\","
+                               "\"a\\ufffd\\ufffdb\\ufffd\","
+                               "\"\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\"]"),
+              "bytes: %s", s);
+    back = json_loads(s, 0, NULL);
+    CHECK(back != NULL); /* invalid UTF-8 in, valid JSON out */
     json_decref(back);
     s = written(write_nan, &ok);
     CHECK(!ok); /* NaN is refused, never written as a number */
