@@ -20,6 +20,8 @@ typedef struct ml_human_data {
     int32_t *dimension;    /* >= 0 */
     uint8_t *correct;      /* 0 or 1 */
     size_t n_participants;
+    char *participant_names;    /* the CSV's participant ids, NUL-separated, by number */
+    size_t *participant_at;     /* (n_participants) offset of each in participant_names */
     size_t n_missing;      /* rows skipped for an empty/NA `correct` */
     int32_t max_trial;     /* largest trial present */
 } ml_human_data;
@@ -36,5 +38,7 @@ typedef struct ml_human_data {
 int ml_human_csv_parse(const char *buf, size_t len, const char *name, ml_human_data *out,
                        ml_fetch_code *code, ml_err *err);
 void ml_human_data_free(ml_human_data *d);
+/* The participant id as the CSV writes it, for participant number p (< n_participants). */
+const char *ml_human_participant_name(const ml_human_data *d, int32_t p);
 
 #endif

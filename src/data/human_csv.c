@@ -348,8 +348,15 @@ void ml_human_data_free(ml_human_data *d) {
     free(d->trial);
     free(d->dimension);
     free(d->correct);
+    free(d->participant_names);
+    free(d->participant_at);
     memset(d, 0, sizeof *d);
     d->max_trial = -1;
+}
+
+const char *ml_human_participant_name(const ml_human_data *d, int32_t p) {
+    if (p < 0 || (size_t)p >= d->n_participants || !d->participant_names) return "";
+    return d->participant_names + d->participant_at[p];
 }
 
 int ml_human_csv_parse(const char *buf, size_t len, const char *name, ml_human_data *out,
@@ -402,6 +409,11 @@ int ml_human_csv_parse(const char *buf, size_t len, const char *name, ml_human_d
     if (!p.failed && out->n_rows == 0)
         fail(&p, ML_FETCH_E_BAD_CSV, "the header is right but there are no rows with an answer");
     out->n_participants = p.names.n;
+    /* the names outlive the parse: the long table (?rows=trials) writes them back */
+    out->participant_names = p.names.arena;
+    out->participant_at = p.names.offsets;
+    p.names.arena = NULL;
+    p.names.offsets = NULL;
     intern_free(&p.names);
     ml_buf_free(&p.header);
     if (p.failed) {
