@@ -1,6 +1,7 @@
 /* GET /dashboard (the notebook's figures, drawn in the browser from the JSON endpoints), its
  * files under /dashboard/<name>, and GET /openapi.json. Everything is embedded at build time
  * (http/assets.h) and answered in the I/O threads. */
+#include <stdio.h>
 #include <string.h>
 
 #include "http/assets.h"
@@ -35,6 +36,12 @@ void ml_h_dashboard(ml_app *app, const ml_request *req, ml_response *resp) {
     (void)app;
     if (ml_request_check_args(req, no_args, resp) != 0 || ml_request_no_body(req, resp) != 0)
         return;
+    size_t n = strlen(req->path);
+    if (n > 1 && req->path[n - 1] == '/') { /* the page's relative URLs need /dashboard */
+        snprintf(resp->location, sizeof resp->location, "/dashboard");
+        ml_respond_error(resp, 301, "moved", "the dashboard is at /dashboard");
+        return;
+    }
     serve_asset(ML_DASHBOARD_PAGE, req, resp);
 }
 
