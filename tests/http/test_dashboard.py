@@ -222,7 +222,12 @@ def check_network(t, wd, d):
     for e in perf:
         m = json.loads(e["message"])["message"]
         if m["method"] == "Network.requestWillBeSent":
-            urls.append(m["params"]["request"]["url"])
+            # the requests of the dashboard's document (not the browser's own pages, such as
+            # the new-tab page chromium opens before the test navigates)
+            if m["params"].get("documentURL", "").startswith(d.origin + "/"):
+                urls.append(m["params"]["request"]["url"])
+            elif not m["params"].get("documentURL", "").startswith(("chrome:", "about:")):
+                urls.append(m["params"]["request"]["url"])
         elif m["method"] == "Network.responseReceived":
             statuses.append((m["params"]["response"]["url"], m["params"]["response"]["status"]))
     outside = [u for u in urls if not u.startswith(d.origin + "/")]
@@ -244,6 +249,7 @@ def main(metalignd, root, build_root, chromium="/usr/bin/chromium", chromedriver
     with DemoDaemon(metalignd, root) as d:
         wd = WebDriver(chromium, chromedriver, tmp)
         try:
+            wd.s("POST", "/url", {"url": "about:blank"})
             wd.logs("performance")  # drained: only the dashboard's own requests count
             wd.logs("browser")
             wd.s("POST", "/url", {"url": d.url("/dashboard#poll=1")})

@@ -42,6 +42,14 @@ def free_port():
     return port
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # a redirect is an answer to look at, not to follow
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
 class DemoDaemon:
     def __init__(self, metalignd, root, extra_args=()):
         self.metalignd, self.root, self.extra = metalignd, root, list(extra_args)
@@ -95,11 +103,11 @@ class DemoDaemon:
 
     def get(self, path, method="GET", body=None, headers=None, timeout=300):
         """(status, headers as a dict with lower-case names, body bytes); never raises on a
-        status."""
+        status and never follows a redirect."""
         data = body.encode() if isinstance(body, str) else body
         req = urllib.request.Request(self.url(path), data=data, method=method, headers=headers or {})
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
+            with _opener.open(req, timeout=timeout) as r:
                 return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
         except urllib.error.HTTPError as e:
             return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
