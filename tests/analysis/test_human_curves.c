@@ -155,6 +155,8 @@ static void test_seeded_and_independent_of_other_dimensions(void) {
     e.trial = malloc(d.n_rows * sizeof *e.trial);
     e.dimension = malloc(d.n_rows * sizeof *e.dimension);
     e.correct = malloc(d.n_rows);
+    e.participant_names = NULL; /* the names stay d's */
+    e.participant_at = NULL;
     e.n_rows = 0;
     for (size_t i = 0; i < d.n_rows; i++) {
         if (d.dimension[i] == 1) continue;
