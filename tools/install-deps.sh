@@ -9,8 +9,7 @@ profile=${1:-test}
 # libjs-dygraphs: the dashboard's charting library. The build embeds it (the daemon serves it
 # from memory); the runtime profile carries the package too, with its licence, so an image
 # holds the library it serves.
-runtime="libmicrohttpd12 libjansson4 libopenblas0-pthread libcurl4 libzip4 zlib1g libcsv3 ca-certificates curl
-         libjs-dygraphs"
+runtime="libmicrohttpd12 libjansson4 libopenblas0-pthread libcurl4 libzip4 zlib1g libcsv3 ca-certificates curl libjs-dygraphs"
 build="gcc libc6-dev pkg-config meson ninja-build libmicrohttpd-dev libjansson-dev libopenblas-dev
        libcurl4-openssl-dev libzip-dev zlib1g-dev libcsv-dev curl ca-certificates libjs-dygraphs"
 # clang + its runtime give libFuzzer and the sanitizer runtimes the test suite uses.
