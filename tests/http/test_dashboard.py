@@ -16,7 +16,9 @@ and saves a screenshot under the build folder. Prints TAP.
 Usage: test_dashboard.py METALIGND SOURCE_ROOT BUILD_ROOT [CHROMIUM CHROMEDRIVER]
 """
 import base64
+import http.server
 import json
+import threading
 import os
 import subprocess
 import sys
@@ -243,6 +245,80 @@ def check_network(t, wd, d):
     t.check(not errors, "no console error", errors[:5])
 
 
+# ---- the replay panel, against a daemon that has the endpoint ----
+
+REPLAY = {  # shaped as API.md's GET /v1/human/replay answer
+    "summary": {"participants": 18, "trials": 1800, "unmatched": 0, "nll": 0.5, "pseudo_r2": 0.21,
+                "agreement": 0.8, "baseline": {"nll": 0.6, "pseudo_r2": 0.05, "agreement": 0.7}},
+    "by_dimension": [
+        {"dimension": 0, "participants": 6, "pseudo_r2": 0.25, "agreement": 0.81,
+         "baseline": {"pseudo_r2": 0.04}, "noise_ceiling": {"r": 0.6, "ci_low": 0.5, "ci_high": 0.7}},
+        {"dimension": 1, "participants": 6, "pseudo_r2": 0.18, "agreement": 0.79,
+         "baseline": {"pseudo_r2": 0.06}, "noise_ceiling": {"r": 0.55, "ci_low": 0.41, "ci_high": 0.66}}],
+}
+
+
+class ReplayProxy(http.server.BaseHTTPRequestHandler):
+    """Forwards to the daemon, but lists GET /v1/human/replay and answers it from REPLAY."""
+    upstream = ""
+
+    def forward(self):
+        if self.path.startswith("/v1/human/replay"):
+            return self.answer(200, {"Content-Type": "application/json"}, json.dumps(REPLAY).encode())
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "if-none-match", "content-type")}
+        req = urllib.request.Request(self.upstream + self.path, data=body, method=self.command, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=120) as r:
+                status, h, data = r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            status, h, data = e.code, dict(e.headers), e.read()
+        if self.path == "/" and status == 200:
+            doc = json.loads(data)
+            doc["endpoints"].append("GET /v1/human/replay")
+            data = json.dumps(doc).encode()
+            h.pop("ETag", None)
+        self.answer(status, h, data)
+
+    def answer(self, status, h, data):
+        self.send_response(status)
+        for k, v in h.items():
+            if k.lower() not in ("content-length", "connection", "date", "server", "transfer-encoding"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_DELETE = forward
+
+    def log_message(self, *args):
+        pass
+
+
+def check_replay_panel(t, wd, d):
+    handler = type("Proxy", (ReplayProxy,), {"upstream": d.origin})
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        wd.logs("browser")
+        wd.s("POST", "/url", {"url": f"http://127.0.0.1:{proxy.server_address[1]}/dashboard"})
+        wd.wait("return !!(window.metalign && window.metalign.ready === true && window.metalign.charts.replay)", 120,
+                "the replay panel")
+        got = wd.js("return [document.getElementById('replay').hidden, window.metalign.charts.replay.graph.rawData_,"
+                    " document.getElementById('replay-summary').textContent, window.metalign.errors]")
+        want = [[i, [g["pseudo_r2"]] * 3, [g["baseline"]["pseudo_r2"]] * 3,
+                 [g["noise_ceiling"]["ci_low"], g["noise_ceiling"]["r"], g["noise_ceiling"]["ci_high"]]]
+                for i, g in enumerate(REPLAY["by_dimension"])]
+        t.check(got[0] is False and got[1] == want and "0.210" in got[2] and not got[3],
+                "the replay panel appears when the endpoint is listed, with its per-dimension figures", got)
+        errors = [e for e in wd.logs("browser") if e["level"] in ("SEVERE", "ERROR")]
+        t.check(not errors, "no console error with the replay panel", errors[:5])
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
 def main(metalignd, root, build_root, chromium="/usr/bin/chromium", chromedriver="/usr/bin/chromedriver"):
     t = Tap()
     tmp = tempfile.mkdtemp(prefix="metalign-browser-")
@@ -265,6 +341,7 @@ def main(metalignd, root, build_root, chromium="/usr/bin/chromium", chromedriver
             with open(path, "wb") as f:
                 f.write(shot)
             t.check(shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 10000, f"screenshot saved: {path}")
+            t.run("replay panel", check_replay_panel, t, wd, d)
         finally:
             wd.close()
     return t.done()

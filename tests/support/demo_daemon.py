@@ -147,7 +147,7 @@ class Tap:
             fn(*args)
         except Exception as e:  # noqa: BLE001 - every failure is reported
             import traceback
-            self.check(False, f"{name} raised", traceback.format_exc())
+            self.check(False, f"{name} raised", "\n".join(traceback.format_exc().splitlines()[-20:]))
 
     def done(self):
         print(f"1..{self.n}", flush=True)
