@@ -33,7 +33,7 @@ static const opt_def options[] = {
     {"things-images", OPT_PATH, OFF(things_images), 0, 0, "DIR|LISTFILE", "THINGS images, for per-image backbones"},
     {"human-url", OPT_STR, OFF(human_url), 0, 0, "URL", "human data CSV (default " ML_DEFAULT_HUMAN_URL ")"},
     {"cache-dir", OPT_PATH, OFF(cache_dir), 0, 0, "DIR", "where downloaded data is kept"},
-    {"threads", OPT_INT, OFF(threads), 0, 256, "N", "compute threads (default: all cores)"},
+    {"threads", OPT_INT, OFF(threads), 0, 256, "N", "compute threads (default: the CPUs this process may use)"},
     {"http-threads", OPT_INT, OFF(http_threads), 1, 256, "N", "HTTP I/O threads (default 4)"},
     {"max-body-bytes", OPT_SIZE, OFF(max_body_bytes), 64, 1L << 30, "BYTES", "largest request body (default 4 MiB)"},
     {"max-jobs", OPT_INT, OFF(max_jobs), 1, 100000, "N", "queued + running jobs (default 16)"},

@@ -54,7 +54,7 @@ int ml_config_load_file(ml_config *c, const char *path, ml_err *err);
 int ml_config_validate(const ml_config *c, ml_err *err);
 void ml_config_free(ml_config *c);
 
-/* Splits "HOST:PORT" ("[::1]:80" for IPv6); host points into buf. */
+/* Splits "HOST:PORT" ("[::1]:80" for IPv6) into host (host_len bytes) and *port. */
 int ml_parse_listen(const char *listen, char *host, size_t host_len, int *port, ml_err *err);
 
 void ml_config_usage(FILE *out);

@@ -61,7 +61,9 @@ int main(int argc, char **argv) {
         return 2;
     }
 
-    /* Signals are taken by sigwait below; every thread started from here inherits the mask. */
+    /* Signals are taken by sigwait below; every thread started from here inherits the mask.
+     * OpenBLAS's threads, started before main, are no concern: they block every signal
+     * themselves, so SIGTERM can only reach this thread. */
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);

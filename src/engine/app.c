@@ -7,6 +7,7 @@
 
 #include "engine/human_store.h"
 #include "metalign/blas.h"
+#include "util/cpus.h"
 #include "util/priority.h"
 
 static int check_shapes(const ml_model *m, const ml_dataset *d, ml_err *err) {
@@ -35,7 +36,7 @@ int ml_app_load(ml_app *app, const ml_config *cfg, ml_err *err) {
     app->max_seq = app->model.cfg.pos == ML_POS_LEARNED ? app->model.cfg.max_seq_len
                                                         : ML_APP_MAX_SEQ_ROPE;
     if (app->max_seq > ML_APP_BATCH_ROWS) app->max_seq = ML_APP_BATCH_ROWS;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long cores = ml_cpus_usable(); /* affinity and cgroup quota, not the machine's count */
     app->threads = cfg->threads > 0 ? cfg->threads : (cores > 0 ? (int)cores : 1);
     return 0;
 }

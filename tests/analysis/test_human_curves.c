@@ -12,14 +12,13 @@
 #include "metalign/human_curves.h"
 
 static int load(const char *name, ml_human_data *d) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/tests/fixtures/human/%s", ML_SOURCE_ROOT, name);
+    const char *path = FIXTUREF("human/%s", name);
     size_t len;
     char *buf = read_file(path, &len);
     ml_fetch_code code;
     ml_err err = {{0}};
     int rc = buf ? ml_human_csv_parse(buf, len, name, d, &code, &err) : -1;
-    if (rc != 0) printf("# %s: %s\n", name, err.msg);
+    if (rc != 0) printf("# %s: %s\n", path, buf ? err.msg : "cannot read the fixture");
     free(buf);
     return rc;
 }

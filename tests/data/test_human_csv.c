@@ -7,13 +7,8 @@
 #include "human_test.h"
 #include "metalign/human_csv.h"
 
-static char *fixture(const char *name, size_t *len) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/tests/fixtures/human/%s", ML_SOURCE_ROOT, name);
-    char *buf = read_file(path, len);
-    if (!buf) printf("# cannot read %s\n", path);
-    return buf;
-}
+/* The fixture's bytes, or NULL (the caller REQUIREs it: a missing fixture is a failure). */
+static char *fixture(const char *name, size_t *len) { return read_file(FIXTUREF("human/%s", name), len); }
 
 static int parse_str(const char *text, ml_human_data *d, ml_fetch_code *code, ml_err *err) {
     return ml_human_csv_parse(text, strlen(text), "test.csv", d, code, err);
@@ -21,22 +16,30 @@ static int parse_str(const char *text, ml_human_data *d, ml_fetch_code *code, ml
 
 static void test_synthetic_matches_pandas_counts(void) {
     json_t *ref = load_reference();
+    REQUIRE_MSG(ref != NULL, "cannot read %s", FIXTURE("human/reference.json"));
     const char *names[] = {"synthetic.csv", "messy.csv"};
-    for (int i = 0; ref && i < 2; i++) {
+    for (int i = 0; i < 2; i++) {
         json_t *r = json_object_get(json_object_get(ref, "files"), names[i]);
+        CHECK_MSG(json_is_object(r), "reference.json has no counts for %s", names[i]);
         size_t len;
         char *buf = fixture(names[i], &len);
+        if (!buf) json_decref(ref);
+        REQUIRE_MSG(buf != NULL, "cannot read %s", FIXTUREF("human/%s", names[i]));
         ml_human_data d;
         ml_fetch_code code;
         ml_err err = {{0}};
-        CHECK(buf && ml_human_csv_parse(buf, len, names[i], &d, &code, &err) == 0);
-        CHECK_MSG(err.msg[0] == 0, "%s", err.msg);
-        CHECK(d.n_rows == (size_t)json_integer_value(json_object_get(r, "rows")));
-        CHECK(d.n_missing == (size_t)json_integer_value(json_object_get(r, "missing")));
-        CHECK(d.n_participants ==
-              (size_t)json_integer_value(json_object_get(json_object_get(r, "119"),
+        int rc = ml_human_csv_parse(buf, len, names[i], &d, &code, &err);
+        CHECK_MSG(rc == 0 && err.msg[0] == 0, "%s: %s", names[i], err.msg);
+        if (rc != 0) {
+            free(buf);
+            continue;
+        }
+        CHECK_EQ_SIZE(d.n_rows, json_integer_value(json_object_get(r, "rows")));
+        CHECK_EQ_SIZE(d.n_missing, json_integer_value(json_object_get(r, "missing")));
+        CHECK_EQ_SIZE(d.n_participants,
+                      json_integer_value(json_object_get(json_object_get(r, "119"),
                                                          "participants")));
-        CHECK(d.max_trial == 119);
+        CHECK_EQ_INT(d.max_trial, 119);
         ml_human_data_free(&d);
         free(buf);
     }
@@ -46,12 +49,27 @@ static void test_synthetic_matches_pandas_counts(void) {
 static void test_messy_equals_clean(void) {
     size_t la, lb;
     char *a = fixture("synthetic.csv", &la), *b = fixture("messy.csv", &lb);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        REQUIRE_MSG(0, "cannot read %s", FIXTURE(!a ? "human/synthetic.csv" : "human/messy.csv"));
+    }
     ml_human_data da, db;
     ml_fetch_code code;
     ml_err err;
-    CHECK(a && ml_human_csv_parse(a, la, "synthetic.csv", &da, &code, &err) == 0);
-    CHECK(b && ml_human_csv_parse(b, lb, "messy.csv", &db, &code, &err) == 0);
-    CHECK(da.n_rows == db.n_rows && da.n_rows > 0);
+    int rc_a = ml_human_csv_parse(a, la, "synthetic.csv", &da, &code, &err);
+    CHECK_MSG(rc_a == 0, "%s", err.msg);
+    int rc_b = ml_human_csv_parse(b, lb, "messy.csv", &db, &code, &err);
+    CHECK_MSG(rc_b == 0, "%s", err.msg);
+    if (rc_a != 0 || rc_b != 0) {
+        if (rc_a == 0) ml_human_data_free(&da);
+        if (rc_b == 0) ml_human_data_free(&db);
+        free(a);
+        free(b);
+        return;
+    }
+    CHECK_EQ_SIZE(db.n_rows, da.n_rows);
+    CHECK(da.n_rows > 0);
     if (da.n_rows == db.n_rows && da.n_rows > 0) {
         CHECK(memcmp(da.participant, db.participant, da.n_rows * sizeof(int32_t)) == 0);
         CHECK(memcmp(da.trial, db.trial, da.n_rows * sizeof(int32_t)) == 0);
@@ -66,16 +84,21 @@ static void test_messy_equals_clean(void) {
 
 static void test_broken_fixtures_name_the_line(void) {
     json_t *ref = load_reference();
+    REQUIRE_MSG(ref != NULL, "cannot read %s", FIXTURE("human/reference.json"));
+    json_t *errors = json_object_get(ref, "errors");
+    CHECK_MSG(json_object_size(errors) >= 5, "reference.json lists %zu broken fixtures",
+              json_object_size(errors));
     const char *key;
     json_t *e;
-    json_object_foreach(json_object_get(ref, "errors"), key, e) {
+    json_object_foreach(errors, key, e) {
         size_t len;
         char *buf = fixture(key, &len);
+        CHECK_MSG(buf != NULL, "cannot read %s", FIXTUREF("human/%s", key));
+        if (!buf) continue;
         ml_human_data d;
         ml_fetch_code code = 0;
         ml_err err = {{0}};
-        CHECK_MSG(buf && ml_human_csv_parse(buf, len, key, &d, &code, &err) == -1,
-                  "%s parsed", key);
+        CHECK_MSG(ml_human_csv_parse(buf, len, key, &d, &code, &err) == -1, "%s parsed", key);
         char want[64];
         snprintf(want, sizeof want, "line %lld:",
                  (long long)json_integer_value(json_object_get(e, "line")));
@@ -188,7 +211,7 @@ static void test_duplicate_column_first_wins(void) {
 static void test_damaged_inputs_never_crash(void) {
     size_t len;
     char *buf = fixture("messy.csv", &len);
-    if (!buf) return;
+    REQUIRE_MSG(buf != NULL, "cannot read %s", FIXTURE("human/messy.csv"));
     size_t n = len < 6000 ? len : 6000;
     char *copy = malloc(n);
     int ok = 0, failed = 0;

@@ -4,7 +4,9 @@
  * the body's JSON (request_fields.c), ?format / ?rows and Accept pick the view (format.c), and
  * If-None-Match / Origin go through the header logic (headers.c). Handlers run as the server runs them,
  * minus the network; heavy paths stay small because the demo model is tiny. */
+#include <ftw.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +26,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static ml_config cfg;
 static ml_app app;
 static ml_worker *worker;
+static char cache_dir[512]; /* this run's own --cache-dir, removed at exit */
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void remove_cache_dir(void) { nftw(cache_dir, remove_one, 16, FTW_DEPTH | FTW_PHYS); }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
@@ -31,8 +41,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     ml_err err;
     ml_config_defaults(&cfg);
     if (ml_config_load_file(&cfg, ML_SOURCE_ROOT "/config/demo.json", &err) != 0) abort();
+    const char *tmp = getenv("TMPDIR");
+    snprintf(cache_dir, sizeof cache_dir, "%s/metalign-fuzz-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (!mkdtemp(cache_dir)) abort();
+    atexit(remove_cache_dir);
     free(cfg.cache_dir);
-    cfg.cache_dir = strdup("/tmp/metalign-fuzz-cache");
+    cfg.cache_dir = strdup(cache_dir);
     free(cfg.human_url);
     cfg.human_url = strdup("http://127.0.0.1:9/unreachable");
     cfg.threads = 1;

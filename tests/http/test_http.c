@@ -134,6 +134,7 @@ static void test_sigterm_exits_zero(void) {
 }
 
 int main(void) {
+    /* daemon_start gives it a --cache-dir of its own (not ~/.cache) */
     const char *args[] = {"--config", demo_config(), "--max-body-bytes", "4096", NULL};
     if (daemon_start(&d, args) != 0) {
         printf("# the daemon did not start:\n# %s\n", d.log);
