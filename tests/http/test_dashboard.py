@@ -7,7 +7,10 @@ it loads /dashboard, waits for the charts and checks that
   of the JSON answer it came from (read back from the dygraph objects through the page, and
   recomputed here from the same URLs);
 - the synthetic banner shows, the dimension labels do not (the demo is not SPoSE), the replay
-  panel is hidden (the endpoint does not exist yet);
+  panel is hidden (the endpoint does not exist yet); through a loopback proxy that lists the
+  replay endpoint (answering it from a fixture shaped as API.md says) and makes /v1/info look
+  like a real SPoSE world, the replay panel appears with its figures, dimensions 0-2 get the
+  notebook's names and the banner goes;
 - a job started from the form runs to its end with the progress bar fed by /v1/jobs/<id>;
 - the page polls with ETags (304s on the wire), logs no console error and makes no request
   outside the daemon's origin (performance log and resource timing);
@@ -258,8 +261,12 @@ REPLAY = {  # shaped as API.md's GET /v1/human/replay answer
 }
 
 
+SPOSE_LABELS = ["Metallic/Artificial", "Food-related", "Animal-related"]
+
+
 class ReplayProxy(http.server.BaseHTTPRequestHandler):
-    """Forwards to the daemon, but lists GET /v1/human/replay and answers it from REPLAY."""
+    """Forwards to the daemon, but lists GET /v1/human/replay and answers it from REPLAY, and
+    makes /v1/info say what a real SPoSE world says (not synthetic, dimension labels)."""
     upstream = ""
 
     def forward(self):
@@ -277,6 +284,12 @@ class ReplayProxy(http.server.BaseHTTPRequestHandler):
         if self.path == "/" and status == 200:
             doc = json.loads(data)
             doc["endpoints"].append("GET /v1/human/replay")
+            data = json.dumps(doc).encode()
+            h.pop("ETag", None)
+        if self.path == "/v1/info" and status == 200:
+            doc = json.loads(data)
+            doc["data"]["synthetic"] = False
+            doc["data"]["dimension_labels"] = SPOSE_LABELS
             data = json.dumps(doc).encode()
             h.pop("ETag", None)
         self.answer(status, h, data)
@@ -312,6 +325,11 @@ def check_replay_panel(t, wd, d):
                 for i, g in enumerate(REPLAY["by_dimension"])]
         t.check(got[0] is False and got[1] == want and "0.210" in got[2] and not got[3],
                 "the replay panel appears when the endpoint is listed, with its per-dimension figures", got)
+        ticks = wd.js("return Array.from(document.querySelectorAll('#chart-bars .dygraph-axis-label-x')).map(e => e.textContent)")
+        t.check(ticks[:3] == [f"({i}) {n}" for i, n in enumerate(SPOSE_LABELS)],
+                "on a SPoSE world the bars name dimensions 0-2 as the notebook does", ticks)
+        t.check(wd.js("return document.getElementById('synthetic-banner').hidden === true"),
+                "no synthetic banner on a world that is not synthetic")
         errors = [e for e in wd.logs("browser") if e["level"] in ("SEVERE", "ERROR")]
         t.check(not errors, "no console error with the replay panel", errors[:5])
     finally:
