@@ -1,6 +1,8 @@
 /* libFuzzer target: request validation of the endpoints that take input, on the demo bundle.
  * The first byte picks the endpoint; the rest is the JSON body (POST) or the query string
- * (GET, split on '&' and '=' as libmicrohttpd would). Handlers run as the server runs them,
+ * (GET, split on '&' and '=' as libmicrohttpd would): the GET forms turn query arguments into
+ * the body's JSON (request_fields.c), ?format / ?rows and Accept pick the view (format.c), and
+ * If-None-Match / Origin go through the header logic (headers.c). Handlers run as the server runs them,
  * minus the network; heavy paths stay small because the demo model is tiny. */
 #include <ftw.h>
 #include <stdint.h>
@@ -9,7 +11,9 @@
 #include <string.h>
 
 #include "engine/app.h"
+#include "http/format.h"
 #include "http/handlers/handlers.h"
+#include "http/headers.h"
 #include "http/routes.h"
 
 #ifndef ML_SOURCE_ROOT
@@ -78,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ml_query_arg args[32];
     ml_request req = {.body = text, .body_len = size - 1};
     ml_response resp = {0};
-    switch (data[0] % 6) {
+    switch (data[0] % 9) {
     case 0:
         req.method = "POST";
         ml_h_activations(&app, worker, &req, &resp);
@@ -108,6 +112,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         req.path_param = text;
         ml_h_job_get(&app, &req, &resp);
         break;
+    case 6: /* the GET form of the learning curves: parse + cache lookup */
+        req.method = "GET";
+        req.body = "";
+        req.body_len = 0;
+        req.query = args;
+        req.n_query = split_query(text, args, 32);
+        ml_h_curves_fast(&app, &req, &resp);
+        break;
+    case 7: /* the GET form of the activations (a forward pass of at most a few items) */
+        req.method = "GET";
+        req.body = "";
+        req.body_len = 0;
+        req.query = args;
+        req.n_query = split_query(text, args, 32);
+        ml_h_activations(&app, worker, &req, &resp);
+        break;
+    case 8: { /* the headers: text as Accept, If-None-Match and Origin of a cached answer */
+        req.method = "GET";
+        req.body = "";
+        req.body_len = 0;
+        req.accept = text;
+        req.if_none_match = text;
+        req.origin = text;
+        (void)ml_accept_prefers_csv(text);
+        if (ml_etag_matches(text, "\"abc\"") < 0) abort();
+        ml_h_healthz(&app, &req, &resp);
+        ml_headers_finish(&req, size > 1 && data[1] & 1 ? text : "http://a.example", &resp);
+        if (resp.status != 200 && resp.status != 304) abort();
+        break;
+    }
     default: {
         ml_dispatch dsp;
         ml_route_match(size > 1 && data[1] & 1 ? "POST" : "GET", text, &dsp);

@@ -5,12 +5,14 @@
 #include <string.h>
 
 #include "http/handlers/handlers.h"
+#include "http/format.h"
 #include "http/render/render.h"
+#include "util/csv_writer.h"
 
-#define ML_ACTS_MAX_ITEMS 4096
 #define ML_ACTS_MAX_ANSWER_BYTES ((size_t)512 << 20)
 #define JSON_BYTES_PER_VALUE 16   /* "-1.23456789e-05," */
 #define BASE64_BYTES_PER_VALUE 6  /* 4 bytes as base64 */
+#define CSV_BYTES_PER_VALUE 40    /* "17,syn_0017,layer_2,63,-1.23456789e-05\n" */
 
 enum { MODE_INDEPENDENT, MODE_SEQUENCE };
 enum { ENC_JSON, ENC_BASE64 };
@@ -24,6 +26,7 @@ typedef struct acts_request {
     int layers[ML_MAX_LAYERS + 1];
     int standardize;
     int encoding;
+    ml_view view;
 } acts_request;
 
 static void free_request(acts_request *r) {
@@ -153,12 +156,22 @@ static int parse_layers(const ml_app *app, json_t *arr, acts_request *r, ml_resp
 
 static int parse_request(const ml_app *app, const ml_request *req, acts_request *r,
                          ml_response *resp) {
-    static const char *const fields[] = {"items", "mode", "labels", "layers", "standardize",
-                                         "encoding", NULL};
+    static const ml_field fields[] = {
+        {"items", ML_FIELD_ITEM_LIST}, {"mode", ML_FIELD_STRING},
+        {"labels", ML_FIELD_INT_LIST}, {"layers", ML_FIELD_NAMES},
+        {"standardize", ML_FIELD_BOOL}, {"encoding", ML_FIELD_STRING},
+    };
+    static const char *const args[] = {ML_VIEW_ARGS, NULL};
     static const char *const modes[] = {"independent", "sequence", NULL};
     static const char *const encodings[] = {"json", "base64", NULL};
     json_t *body = NULL;
-    if (ml_body_object(req, fields, &body, resp) != 0) return -1;
+    if (ml_request_fields(req, fields, (int)(sizeof fields / sizeof fields[0]), args, &body,
+                          resp) != 0)
+        return -1;
+    if (ml_view_parse(req, 0, &r->view, resp) != 0) {
+        json_decref(body);
+        return -1;
+    }
     int rc = -1;
     if (ml_json_enum(body, "mode", modes, &r->mode, resp) == 0 &&
         ml_json_enum(body, "encoding", encodings, &r->encoding, resp) == 0 &&
@@ -175,7 +188,15 @@ static int parse_request(const ml_app *app, const ml_request *req, acts_request 
                          app->model.cfg.pos == ML_POS_LEARNED ? ": it has learned positions" : "");
         return -1;
     }
-    size_t per_value = r->encoding == ENC_JSON ? JSON_BYTES_PER_VALUE : BASE64_BYTES_PER_VALUE;
+    if (rc == 0 && r->view.format == ML_FORMAT_CSV && r->encoding == ENC_BASE64) {
+        ml_respond_error(resp, 400, "invalid_field",
+                         "encoding is for JSON answers; a CSV table has one value per row "
+                         "(drop encoding, or ask for format=json)");
+        return -1;
+    }
+    size_t per_value = r->view.format == ML_FORMAT_CSV ? CSV_BYTES_PER_VALUE
+                       : r->encoding == ENC_JSON   ? JSON_BYTES_PER_VALUE
+                                                   : BASE64_BYTES_PER_VALUE;
     size_t answer = (size_t)r->n * (size_t)r->n_layers * (size_t)app->model.cfg.hidden_size * per_value;
     if (rc == 0 && answer > ML_ACTS_MAX_ANSWER_BYTES) {
         ml_respond_error(resp, 400, "too_large",
@@ -212,8 +233,51 @@ static void render_layer(ml_jw *w, const char *name, const float *data, int n, i
     ml_jw_object_end(w);
 }
 
+static const char *const acts_columns[] = {"position", "item", "id", "layer", "unit", "value",
+                                           NULL};
+
+static void acts_row(ml_csv *c, int pos, int item, const char *id, const char *layer, int unit,
+                     float v) {
+    ml_csv_int(c, pos);
+    ml_csv_int(c, item);
+    ml_csv_string(c, id);
+    ml_csv_string(c, layer);
+    ml_csv_int(c, unit);
+    ml_csv_float(c, v);
+    ml_csv_row_end(c);
+}
+
+/* The tidy table: one row per item position, layer and unit; the output's logit and
+ * probability follow as layers "logit" and "probability" with unit 0. */
+static void respond_acts_csv(const ml_app *app, const acts_request *r, float **outs,
+                             const float *logits, ml_response *resp) {
+    int C = app->model.cfg.hidden_size;
+    ml_buf out = {0};
+    ml_csv c;
+    ml_csv_init(&c, &out, acts_columns);
+    char name[32];
+    for (int k = 0; k < r->n_layers && !c.bad && !out.oom; k++) {
+        ml_model_output_name(&app->model, r->layers[k], name, sizeof name);
+        const float *data = outs[r->layers[k]];
+        for (int i = 0; i < r->n; i++)
+            for (int u = 0; u < C; u++)
+                acts_row(&c, i, r->items[i], app->data.ids[r->items[i]], name, u,
+                         data[(size_t)i * (size_t)C + (size_t)u]);
+    }
+    for (int i = 0; i < r->n; i++)
+        acts_row(&c, i, r->items[i], app->data.ids[r->items[i]], "logit", 0, logits[i]);
+    for (int i = 0; i < r->n; i++)
+        acts_row(&c, i, r->items[i], app->data.ids[r->items[i]], "probability", 0,
+                 1.0f / (1.0f + expf(-logits[i])));
+    ml_respond_csv(resp, 200, &c);
+}
+
 static void respond_acts(const ml_app *app, const acts_request *r, float **outs,
                          const float *logits, ml_response *resp) {
+    if (r->view.format == ML_FORMAT_CSV) {
+        respond_acts_csv(app, r, outs, logits, resp);
+        return;
+    }
     int C = app->model.cfg.hidden_size;
     ml_buf out = {0};
     ml_jw w;
