@@ -107,14 +107,6 @@ int main(int argc, char **argv) {
         ml_config_free(&cfg);
         return 0;
     }
-    if (app.model.generation != ML_GEN_SEED) { /* until the engine serves it (issue 14) */
-        fprintf(stderr, "metalignd: cannot start: %s is a later-generation (%s) checkpoint; "
-                        "--check reads it, but its analyses are not served yet\n",
-                app.model.path, ml_arch_name(app.model.meta.model_type));
-        ml_app_free(&app);
-        ml_config_free(&cfg);
-        return 1;
-    }
     ml_server server = {0};
     if (ml_server_start(&server, &app, &err) != 0) {
         fprintf(stderr, "metalignd: cannot start: %s\n", err.msg);

@@ -75,4 +75,9 @@ int ml_int_list_json(json_t *arr, const char *what, int limit, const char *limit
 int ml_int_list_text(const char *text, const char *what, int limit, const char *limit_what,
                      int max_len, int **out, int *n, ml_response *resp);
 
+/* A list of numbers (JSON integers or reals), each finite as a float32, from a JSON array of
+ * 1..max_len entries; what names the field ("magnitudes"). *out is malloc'd (*n values). */
+int ml_float_list_json(json_t *arr, const char *what, int max_len, float **out, int *n,
+                       ml_response *resp);
+
 #endif

@@ -1,5 +1,7 @@
 /* POST /v1/activations: layer outputs for chosen items, each its own length-1 sequence (the
- * notebook's CKA setting) or all of them as one episode. */
+ * notebook's CKA setting) or all of them as one episode. The episode's feedback is the
+ * model's own: labels for the seed generation, magnitudes (each trial's y - m, seen by the
+ * next trial) for the later one (MODEL.md section 7), none for its static linear model. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +21,10 @@ typedef struct acts_request {
     int mode;
     int n;
     int *items;
-    int *labels;      /* sequence mode */
+    int *labels;      /* sequence mode, the seed */
+    float *magnitudes; /* sequence mode, the later generation */
     int n_layers;
-    int layers[ML_MAX_LAYERS + 1];
+    int layers[ML_MAX_LAYERS + 2];
     int standardize;
     int encoding;
 } acts_request;
@@ -29,6 +32,7 @@ typedef struct acts_request {
 static void free_request(acts_request *r) {
     free(r->items);
     free(r->labels);
+    free(r->magnitudes);
 }
 
 /* An item is its index or its id; errors name items[i]. */
@@ -115,6 +119,70 @@ static int parse_labels(json_t *arr, acts_request *r, ml_response *resp) {
     return 0;
 }
 
+static int given(json_t *v) { return v && !json_is_null(v); }
+
+/* The later generation's feedback: magnitudes in sequence mode (transformer, LSTM), nothing
+ * for the static linear model; labels are the seed's and are refused. */
+static int parse_magnitudes(const ml_app *app, json_t *labels, json_t *arr, acts_request *r,
+                            ml_response *resp) {
+    const ml_model *m = &app->model;
+    const char *type = ml_arch_name(ml_model_arch(m));
+    int takes = ml_model_feedback(m) == ML_FEEDBACK_MAGNITUDES;
+    if (given(labels)) {
+        if (takes)
+            ml_respond_error(resp, 400, "invalid_field",
+                             "labels are the seed generation's feedback; this later-generation "
+                             "(%s) model is fed magnitudes: give \"magnitudes\", one number per "
+                             "item, each trial's own magnitude (trial t sees magnitudes[t-1])",
+                             type);
+        else
+            ml_respond_error(resp, 400, "invalid_field",
+                             "labels are not used: this %s model takes no feedback (every trial "
+                             "is predicted from its item alone); drop them", type);
+        return -1;
+    }
+    if (!takes) {
+        if (given(arr)) {
+            ml_respond_error(resp, 400, "invalid_field",
+                             "magnitudes are not used: this %s model takes no feedback (every "
+                             "trial is predicted from its item alone); drop them", type);
+            return -1;
+        }
+        return 0;
+    }
+    if (r->mode != MODE_SEQUENCE) {
+        if (given(arr)) {
+            ml_respond_error(resp, 400, "invalid_field",
+                             "magnitudes are only used in \"sequence\" mode; drop them or set "
+                             "\"mode\": \"sequence\"");
+            return -1;
+        }
+        return 0;
+    }
+    if (!json_is_array(arr) || json_array_size(arr) != (size_t)r->n) {
+        ml_respond_error(resp, 400, "invalid_field",
+                         "sequence mode needs magnitudes: an array of %d numbers, one per item, "
+                         "each trial's own magnitude y - m (trial t sees magnitudes[t-1])",
+                         r->n);
+        return -1;
+    }
+    int n = 0;
+    return ml_float_list_json(arr, "magnitudes", r->n, &r->magnitudes, &n, resp);
+}
+
+static int parse_feedback(const ml_app *app, json_t *body, acts_request *r, ml_response *resp) {
+    json_t *labels = json_object_get(body, "labels"), *mags = json_object_get(body, "magnitudes");
+    if (ml_model_feedback(&app->model) != ML_FEEDBACK_LABELS)
+        return parse_magnitudes(app, labels, mags, r, resp);
+    if (given(mags)) {
+        ml_respond_error(resp, 400, "invalid_field",
+                         "magnitudes are the later generation's feedback; this seed-generation "
+                         "model is fed labels: give \"labels\" (0 or 1 per item)");
+        return -1;
+    }
+    return parse_labels(labels, r, resp);
+}
+
 static int parse_layers(const ml_app *app, json_t *arr, acts_request *r, ml_response *resp) {
     int n_out = ml_model_num_outputs(&app->model);
     if (!arr || json_is_null(arr) || (json_is_string(arr) && !strcmp(json_string_value(arr), "all"))) {
@@ -122,12 +190,13 @@ static int parse_layers(const ml_app *app, json_t *arr, acts_request *r, ml_resp
         for (int i = 0; i < n_out; i++) r->layers[i] = i;
         return 0;
     }
-    char last[32];
+    char first[32], last[32];
+    ml_model_output_name(&app->model, 0, first, sizeof first);
     ml_model_output_name(&app->model, n_out - 1, last, sizeof last);
     if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > (size_t)n_out) {
         ml_respond_error(resp, 400, "invalid_field",
-                         "layers must be \"all\" or a list of layer names (embedding, layer_0 .. "
-                         "%s)", last);
+                         "layers must be \"all\" or a list of layer names (%s .. %s)", first,
+                         last);
         return -1;
     }
     r->n_layers = 0;
@@ -137,7 +206,7 @@ static int parse_layers(const ml_app *app, json_t *arr, acts_request *r, ml_resp
         if (idx < 0) {
             ml_respond_error(resp, 400, "unknown_layer",
                              "layers[%zu] is not a layer of this model; the layers are "
-                             "embedding, layer_0 .. %s (GET /v1/info lists them)", i, last);
+                             "%s .. %s (GET /v1/info lists them)", i, first, last);
             return -1;
         }
         for (int k = 0; k < r->n_layers; k++)
@@ -153,8 +222,8 @@ static int parse_layers(const ml_app *app, json_t *arr, acts_request *r, ml_resp
 
 static int parse_request(const ml_app *app, const ml_request *req, acts_request *r,
                          ml_response *resp) {
-    static const char *const fields[] = {"items", "mode", "labels", "layers", "standardize",
-                                         "encoding", NULL};
+    static const char *const fields[] = {"items", "mode", "labels", "magnitudes", "layers",
+                                         "standardize", "encoding", NULL};
     static const char *const modes[] = {"independent", "sequence", NULL};
     static const char *const encodings[] = {"json", "base64", NULL};
     json_t *body = NULL;
@@ -164,15 +233,20 @@ static int parse_request(const ml_app *app, const ml_request *req, acts_request 
         ml_json_enum(body, "encoding", encodings, &r->encoding, resp) == 0 &&
         ml_json_bool(body, "standardize", &r->standardize, resp) == 0 &&
         parse_items(app, json_object_get(body, "items"), r, resp) == 0 &&
-        parse_labels(json_object_get(body, "labels"), r, resp) == 0 &&
+        parse_feedback(app, body, r, resp) == 0 &&
         parse_layers(app, json_object_get(body, "layers"), r, resp) == 0)
         rc = 0;
     json_decref(body);
     if (rc == 0 && r->mode == MODE_SEQUENCE && r->n > app->max_seq) {
+        const ml_model *m = &app->model;
+        const char *why = "";
+        if (m->generation == ML_GEN_SEED && m->cfg.pos == ML_POS_LEARNED)
+            why = ": it has learned positions";
+        else if (m->generation != ML_GEN_SEED && ml_model_max_seq_len(m) == app->max_seq)
+            why = ": the sl of its config";
         ml_respond_error(resp, 400, "too_many_items",
                          "a sequence of %d items is longer than this model allows (%d trials%s)",
-                         r->n, app->max_seq,
-                         app->model.cfg.pos == ML_POS_LEARNED ? ": it has learned positions" : "");
+                         r->n, app->max_seq, why);
         return -1;
     }
     size_t per_value = r->encoding == ENC_JSON ? JSON_BYTES_PER_VALUE : BASE64_BYTES_PER_VALUE;
@@ -212,9 +286,25 @@ static void render_layer(ml_jw *w, const char *name, const float *data, int n, i
     ml_jw_object_end(w);
 }
 
+/* One value per item (K == 1, the seed's shape) or K per item (a row each). */
+static void render_heads(ml_jw *w, const char *key, const float *v, int n, int K, int sigmoid) {
+    ml_jw_key(w, key);
+    ml_jw_array(w);
+    for (int i = 0; i < n; i++) {
+        if (K > 1) ml_jw_array(w);
+        for (int k = 0; k < K; k++) {
+            float x = v[(size_t)i * (size_t)K + (size_t)k];
+            ml_jw_float(w, sigmoid ? 1.0f / (1.0f + expf(-x)) : x);
+        }
+        if (K > 1) ml_jw_array_end(w);
+    }
+    ml_jw_array_end(w);
+}
+
 static void respond_acts(const ml_app *app, const acts_request *r, float **outs,
-                         const float *logits, ml_response *resp) {
-    int C = app->model.cfg.hidden_size;
+                         const float *logits, const float *magnitudes, ml_response *resp) {
+    const ml_model *m = &app->model;
+    int C = ml_model_width(m), K = ml_model_logit_dims(m);
     ml_buf out = {0};
     ml_jw w;
     ml_jw_init(&w, &out);
@@ -227,24 +317,35 @@ static void respond_acts(const ml_app *app, const acts_request *r, float **outs,
     ml_jw_array(&w);
     for (int i = 0; i < r->n; i++) ml_jw_string(&w, app->data.ids[r->items[i]]);
     ml_jw_array_end(&w);
+    if (m->generation != ML_GEN_SEED) {
+        ml_feedback fb = ml_model_feedback(m);
+        ml_jw_kstring(&w, "feedback", r->mode != MODE_SEQUENCE ? "none"
+                                      : fb == ML_FEEDBACK_MAGNITUDES ? "magnitudes"
+                                                                     : "none");
+        if (r->magnitudes) {
+            ml_jw_key(&w, "fed_magnitudes");
+            ml_jw_floats(&w, r->magnitudes, (size_t)r->n);
+        }
+        ml_jw_kint(&w, "logit_dims", K);
+    }
     ml_jw_key(&w, "layers");
     ml_jw_array(&w);
     char name[32];
     for (int k = 0; k < r->n_layers && !w.bad; k++) {
-        ml_model_output_name(&app->model, r->layers[k], name, sizeof name);
+        ml_model_output_name(m, r->layers[k], name, sizeof name);
         render_layer(&w, name, outs[r->layers[k]], r->n, C, r->encoding);
     }
     ml_jw_array_end(&w);
-    ml_jw_key(&w, "logits");
-    ml_jw_floats(&w, logits, (size_t)r->n);
-    ml_jw_key(&w, "probabilities");
-    ml_jw_array(&w);
-    for (int i = 0; i < r->n; i++) ml_jw_float(&w, 1.0f / (1.0f + expf(-logits[i])));
-    ml_jw_array_end(&w);
+    render_heads(&w, "logits", logits, r->n, K, 0);
+    render_heads(&w, "probabilities", logits, r->n, K, 1);
+    if (magnitudes) render_heads(&w, "magnitudes", magnitudes, r->n, K, 0);
     ml_warnings warn = {0};
     if (r->mode == MODE_SEQUENCE) ml_warn_seq_len(&warn, app, r->n);
+    if (r->mode == MODE_SEQUENCE && ml_model_feedback(m) == ML_FEEDBACK_NONE)
+        ml_warn(&warn, "this %s model sees no sequence: every trial is predicted from its item "
+                       "alone, as in \"independent\" mode", ml_arch_name(ml_model_arch(m)));
     ml_render_warnings(&w, &warn);
-    ml_jw_kbool(&w, "synthetic", app->model.synthetic);
+    ml_jw_kbool(&w, "synthetic", m->synthetic);
     ml_jw_object_end(&w);
     ml_respond_writer(resp, 200, &w);
 }
@@ -255,10 +356,12 @@ void ml_h_activations(ml_app *app, ml_worker *w, const ml_request *req, ml_respo
         free_request(&r);
         return;
     }
-    size_t C = (size_t)app->model.cfg.hidden_size, n = (size_t)r.n;
-    float *outs[ML_MAX_LAYERS + 1] = {0};
-    float *logits = malloc(sizeof(float) * n);
-    int ok = logits != NULL;
+    const ml_model *m = &app->model;
+    size_t C = (size_t)ml_model_width(m), K = (size_t)ml_model_logit_dims(m), n = (size_t)r.n;
+    float *outs[ML_MAX_LAYERS + 2] = {0};
+    float *logits = malloc(sizeof(float) * n * K);
+    float *mags = ml_model_has_magnitudes(m) ? malloc(sizeof(float) * n * K) : NULL;
+    int ok = logits != NULL && (mags || !ml_model_has_magnitudes(m));
     for (int k = 0; k < r.n_layers && ok; k++)
         ok = (outs[r.layers[k]] = malloc(sizeof(float) * n * C)) != NULL;
     ml_err err = {{0}};
@@ -275,17 +378,24 @@ void ml_h_activations(ml_app *app, ml_worker *w, const ml_request *req, ml_respo
             for (int k = 0; k < r.n_layers; k++)
                 memcpy(outs[r.layers[k]] + i * C, cached->outs[r.layers[k]] + row * C,
                        sizeof(float) * C);
-            logits[i] = cached->logits[row];
+            memcpy(logits + i * K, cached->logits + row * K, sizeof(float) * K);
+            if (mags) memcpy(mags + i * K, cached->magnitudes + row * K, sizeof(float) * K);
         }
     } else if (rc == 0) {
         int B = r.mode == MODE_SEQUENCE ? 1 : r.n, S = r.mode == MODE_SEQUENCE ? r.n : 1;
-        rc = ml_app_run_items(app, w, r.items, r.labels, B, S, r.standardize, outs, logits, &err);
+        if (m->generation == ML_GEN_SEED)
+            rc = ml_app_run_items(app, w, r.items, r.labels, B, S, r.standardize, outs, logits,
+                                  &err);
+        else
+            rc = ml_app_forward_items(app, w, r.items, r.magnitudes, B, S, r.standardize, outs,
+                                      logits, mags, &err);
     }
     if (rc != 0)
         ml_respond_error(resp, 500, "internal", "%s", err.msg);
     else
-        respond_acts(app, &r, outs, logits, resp);
-    for (int k = 0; k < ML_MAX_LAYERS + 1; k++) free(outs[k]);
+        respond_acts(app, &r, outs, logits, mags, resp);
+    for (int k = 0; k < ML_MAX_LAYERS + 2; k++) free(outs[k]);
     free(logits);
+    free(mags);
     free_request(&r);
 }

@@ -81,6 +81,7 @@ static void model_info(ml_jw *w, const ml_app *app) {
     ml_jw_kbool(w, "logit_bias", m->cfg.logit_bias);
     ml_jw_kbool(w, "synthetic", m->synthetic);
     ml_jw_kint(w, "max_seq_len", app->max_seq);
+    ml_render_model_generation(w, m);
     ml_jw_key(w, "trained_seq_len");
     if (m->trained_seq_len > 0)
         ml_jw_int(w, m->trained_seq_len);
