@@ -40,12 +40,41 @@ void ml_jw_object_end(ml_jw *w) { close(w, '}'); }
 void ml_jw_array(ml_jw *w) { open(w, '['); }
 void ml_jw_array_end(ml_jw *w) { close(w, ']'); }
 
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong forms, no
+ * surrogates, nothing past U+10FFFF), or 0 when the bytes there are not one. */
+static int utf8_len(const unsigned char *s) {
+    unsigned c = s[0];
+    int n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+    if (c < 0xC2 || c > 0xF4) return 0;
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    if (c == 0xE0 && s[1] < 0xA0) return 0; /* overlong */
+    if (c == 0xED && s[1] > 0x9F) return 0; /* a surrogate */
+    if (c == 0xF0 && s[1] < 0x90) return 0; /* overlong */
+    if (c == 0xF4 && s[1] > 0x8F) return 0; /* past U+10FFFF */
+    return n;
+}
+
+/* A JSON string: control characters escaped, and bytes that are not UTF-8 (a query argument
+ * echoed in an error message, a name from a file) written as U+FFFD, so the document stays
+ * valid JSON whatever the input. */
 static void put_string(ml_buf *b, const char *s) {
     static const char hex[] = "0123456789abcdef";
     ml_buf_append(b, "\"", 1);
     const char *run = s;
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
+        if (c >= 0x80) {
+            int n = utf8_len((const unsigned char *)s);
+            if (n > 0) {
+                s += n - 1;
+                continue;
+            }
+            ml_buf_append(b, run, (size_t)(s - run));
+            run = s + 1;
+            ml_buf_append(b, "\\ufffd", 6);
+            continue;
+        }
         if (c >= 0x20 && c != '"' && c != '\\') continue;
         ml_buf_append(b, run, (size_t)(s - run));
         run = s + 1;

@@ -4,7 +4,8 @@
  * on a MetaLearnerConfig checkpoint and an HDF5 backbone (both layouts), held against
  * PyTorch: /v1/info, activations (every layer, logits, magnitudes; every item alone and one
  * sequence fed magnitudes), CKA of every representation, learning curves (FunctionDataset
- * episodes, magnitude MSE and R^2, L < S), the feedback vocabulary. (The replay's refusal
+ * episodes, magnitude MSE and R^2, L < S), the feedback vocabulary, the comparison with
+ * the humans (a CSV from tests/support/testsrv.c). (The replay's refusal
  * of this generation is tested in the engine: tests/engine/test_simulate_ml.c.) */
 #include <math.h>
 #include <signal.h>
@@ -13,11 +14,13 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "testsrv.h"
 #include "unit.h"
 
 #define WORLD ML_SOURCE_ROOT "/tests/fixtures/metalearner/"
 
 static test_daemon d;
+static testsrv *srv;  /* serves a small human CSV for the comparison */
 static json_t *ref;   /* reference.json */
 static json_t *want;  /* this model's part */
 static const char *model_name;
@@ -340,14 +343,25 @@ static void test_curves(void) {
     json_decref(b);
 }
 
+/* The comparison with the humans plays this generation's episodes (raw features). */
+static void test_compare(void) {
+    json_t *doc = call("GET", "/v1/compare/learning-curves?episodes=6&seq_len=12&n_boot=0",
+                       NULL, 200);
+    CHECK(json_integer_value(get(doc, "trials_compared")) == 12);
+    CHECK(json_array_size(get(doc, "by_dimension")) == 3);
+    CHECK(json_is_number(get(doc, "model_accuracy")));
+    json_decref(doc);
+}
+
 static int run_model(const char *name, const char *backbone) {
     model_name = name;
     want = get(ref, name);
-    char ckpt[512];
+    char ckpt[512], url[128];
     snprintf(ckpt, sizeof ckpt, WORLD "%s.pt", name);
+    testsrv_url(srv, "/data.csv", url, sizeof url);
     const char *args[] = {"--checkpoint", ckpt, "--backbone", backbone,
                           "--targets", WORLD "targets.txt", "--item-ids", WORLD "ids.txt",
-                          "--human-url", "http://127.0.0.1:9/none.csv", NULL};
+                          "--human-url", url, NULL};
     if (daemon_start(&d, args) != 0) {
         printf("# %s: the daemon did not start:\n# %s\n", name, d.log);
         CHECK_MSG(0, "%s: the daemon starts", name);
@@ -359,6 +373,7 @@ static int run_model(const char *name, const char *backbone) {
     RUN(test_activations_vocabulary);
     RUN(test_cka);
     RUN(test_curves);
+    RUN(test_compare);
     int rc = daemon_stop(&d, SIGTERM);
     CHECK_MSG(rc == 0, "%s: the daemon exited %d: %s", name, rc, d.log);
     return 0;
@@ -371,9 +386,24 @@ int main(void) {
         printf("not ok 1 - fixture metalearner/reference.json: %s\n1..1\n", jerr.text);
         return 1;
     }
+    srv = testsrv_start();
+    if (!srv) {
+        printf("not ok 1 - the test server starts\n1..1\n");
+        return 1;
+    }
+    /* three participants, one per dimension, 12 trials each */
+    char csv[4096] = "participant,trial,dimension,correct\n";
+    for (int p = 0; p < 3; p++)
+        for (int t = 0; t < 12; t++) {
+            char row[64];
+            snprintf(row, sizeof row, "p%d,%d,%d,%s\n", p, t, p, (p + t) % 3 ? "True" : "False");
+            strcat(csv, row);
+        }
+    testsrv_set_body(srv, csv, strlen(csv));
     run_model("tf", WORLD "backbone.h5");
     run_model("lstm", WORLD "backbone_images.h5"); /* one dataset per item */
     run_model("static", WORLD "backbone.h5");
+    testsrv_stop(srv);
     json_decref(ref);
     return UT_DONE();
 }
