@@ -89,6 +89,11 @@ static void test_info(void) {
     CHECK(!strcmp(json_string_value(get(m, "feedback")), is_static() ? "none" : "magnitudes"));
     CHECK(json_integer_value(get(m, "logit_dims")) == (is_static() ? 3 : 1));
     CHECK(json_is_true(get(m, "magnitudes")));
+    json_t *variant = get(m, "variant"); /* positions: the transformer's only */
+    if (!strcmp(model_name, "tf"))
+        CHECK(json_is_string(variant) && !strcmp(json_string_value(variant), "rope"));
+    else
+        CHECK(json_is_null(variant));
     if (!strcmp(model_name, "tf")) {
         CHECK(json_integer_value(get(m, "max_seq_len")) == 48);
         CHECK(json_integer_value(get(m, "sl")) == 48);
@@ -224,7 +229,8 @@ static void test_activations_vocabulary(void) {
                      "only used in \"sequence\" mode");
     }
     expect_error("POST", A, "{\"items\": [1], \"layers\": [\"embedding\"]}", 400,
-                 "the layers are embed .. ln_f");
+                 is_static() ? "the layers are embed .. ln_f"
+                             : "the layers are embed, layer_0 .. ln_f");
     expect_error("POST", A, "{\"items\": [1], \"feedback\": [0]}", 400, "feedback");
     if (!strcmp(model_name, "tf")) {
         /* sl = 48: a sequence of 49 trials is refused, naming the limit */
@@ -234,6 +240,18 @@ static void test_activations_vocabulary(void) {
         for (int i = 0; i < 49; i++) strcat(body, i ? ",0" : "0");
         strcat(body, "]}");
         expect_error("POST", A, body, 400, "(48 trials: the sl of its config)");
+    } else if (!strcmp(model_name, "lstm")) {
+        /* the LSTM runs past its config's sl = 48, and the answer says so */
+        char body[1024] = "{\"items\": [";
+        for (int i = 0; i < 49; i++) strcat(body, i ? ",1" : "1");
+        strcat(body, "], \"mode\": \"sequence\", \"magnitudes\": [");
+        for (int i = 0; i < 49; i++) strcat(body, i ? ",0" : "0");
+        strcat(body, "]}");
+        json_t *doc = call("POST", A, body, 200);
+        char *warn = json_dumps(get(doc, "warnings"), 0);
+        CHECK_STR_CONTAINS(warn, "beyond the sl=48 trials of the model's config");
+        free(warn);
+        json_decref(doc);
     }
 }
 

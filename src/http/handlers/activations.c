@@ -190,13 +190,15 @@ static int parse_layers(const ml_app *app, json_t *arr, acts_request *r, ml_resp
         for (int i = 0; i < n_out; i++) r->layers[i] = i;
         return 0;
     }
-    char first[32], last[32];
+    /* "embedding, layer_0 .. layer_5" (seed), "embed, layer_0 .. ln_f", "embed .. ln_f" */
+    char first[32], last[32], names[96];
     ml_model_output_name(&app->model, 0, first, sizeof first);
     ml_model_output_name(&app->model, n_out - 1, last, sizeof last);
+    snprintf(names, sizeof names, "%s%s .. %s", first,
+             app->model.cfg.num_layers > 0 ? ", layer_0" : "", last);
     if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > (size_t)n_out) {
         ml_respond_error(resp, 400, "invalid_field",
-                         "layers must be \"all\" or a list of layer names (%s .. %s)", first,
-                         last);
+                         "layers must be \"all\" or a list of layer names (%s)", names);
         return -1;
     }
     r->n_layers = 0;
@@ -206,7 +208,7 @@ static int parse_layers(const ml_app *app, json_t *arr, acts_request *r, ml_resp
         if (idx < 0) {
             ml_respond_error(resp, 400, "unknown_layer",
                              "layers[%zu] is not a layer of this model; the layers are "
-                             "%s .. %s (GET /v1/info lists them)", i, first, last);
+                             "%s (GET /v1/info lists them)", i, names);
             return -1;
         }
         for (int k = 0; k < r->n_layers; k++)

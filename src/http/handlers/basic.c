@@ -63,7 +63,11 @@ static void model_info(ml_jw *w, const ml_app *app) {
     ml_jw_object(w);
     ml_jw_kstring(w, "path", m->path);
     ml_jw_kstring(w, "format", m->format);
-    ml_jw_kstring(w, "variant", ml_posenc_name(m->cfg.pos));
+    ml_jw_key(w, "variant"); /* positions: a transformer's only */
+    if (ml_model_arch(m) == ML_ARCH_TRANSFORMER)
+        ml_jw_string(w, ml_posenc_name(m->cfg.pos));
+    else
+        ml_jw_null(w);
     ml_jw_kint(w, "input_size", m->cfg.input_size);
     ml_jw_kint(w, "hidden_size", m->cfg.hidden_size);
     ml_jw_kint(w, "num_layers", m->cfg.num_layers);

@@ -13,10 +13,17 @@ void ml_warn(ml_warnings *w, const char *fmt, ...) {
 }
 
 void ml_warn_seq_len(ml_warnings *w, const ml_app *app, int seq_len) {
-    int trained = app->model.trained_seq_len;
+    const ml_model *m = &app->model;
+    int trained = m->trained_seq_len;
     if (trained > 0 && seq_len > trained)
         ml_warn(w, "seq_len=%d is beyond the %d trials the model was trained on: trials "
                    "%d..%d extrapolate its positions", seq_len, trained, trained, seq_len - 1);
+    /* the later generation's LSTM runs past its config's sl (the transformer stops there) */
+    if (trained <= 0 && m->generation != ML_GEN_SEED &&
+        ml_model_feedback(m) == ML_FEEDBACK_MAGNITUDES && m->meta.sl > 0 && seq_len > m->meta.sl)
+        ml_warn(w, "seq_len=%d is beyond the sl=%d trials of the model's config: trials "
+                   "%d..%d are longer than any sequence it was trained on", seq_len, m->meta.sl,
+                m->meta.sl, seq_len - 1);
 }
 
 void ml_render_warnings(ml_jw *w, const ml_warnings *warn) {
