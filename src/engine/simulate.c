@@ -100,7 +100,9 @@ static void score_later(const ml_sim_request *rq, ml_sim_result *res) {
         double batch = 0;
         long long n = 0;
         for (int e = b0; e < b1; e++) {
-            for (size_t t = 0, i = (size_t)e * S; t < (size_t)res->length[e]; t++, i++) {
+            size_t L = (size_t)res->length[e];
+            memset(res->correct + (size_t)e * S + L, 0, S - L); /* padding: never scored */
+            for (size_t t = 0, i = (size_t)e * S; t < L; t++, i++) {
                 batch += bce_with_logits(res->logits[i], res->labels[i]);
                 int pred = ml_sim_probability(res->logits[i]) > 0.5f;
                 res->correct[i] = (unsigned char)(pred == res->labels[i]);
