@@ -61,6 +61,7 @@ typedef enum ml_field_type {
     ML_FIELD_BOOL,        /* true/false/1/0 (a bare key is true) */
     ML_FIELD_STRING,      /* "sequence" */
     ML_FIELD_INT_LIST,    /* "1,0,1" */
+    ML_FIELD_NUMBER_LIST, /* "0.5,-1.25,2" */
     ML_FIELD_ITEM_LIST,   /* "0,syn_0002,17": indices and ids */
     ML_FIELD_DIMS,        /* "all" or "0,1,2" */
     ML_FIELD_NAMES,       /* "all" or "embedding,layer_2" */
@@ -102,5 +103,10 @@ int ml_int_list_json(json_t *arr, const char *what, int limit, const char *limit
                      int max_len, int **out, int *n, ml_response *resp);
 int ml_int_list_text(const char *text, const char *what, int limit, const char *limit_what,
                      int max_len, int **out, int *n, ml_response *resp);
+
+/* A list of numbers (JSON integers or reals), each finite as a float32, from a JSON array of
+ * 1..max_len entries; what names the field ("magnitudes"). *out is malloc'd (*n values). */
+int ml_float_list_json(json_t *arr, const char *what, int max_len, float **out, int *n,
+                       ml_response *resp);
 
 #endif

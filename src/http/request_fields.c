@@ -73,6 +73,7 @@ static json_t *convert(const char *s, ml_field_type type) {
         return text(s);
     case ML_FIELD_STRING: return text(s);
     case ML_FIELD_INT_LIST: return list(s, 1);
+    case ML_FIELD_NUMBER_LIST: return list(s, 1);
     case ML_FIELD_ITEM_LIST: return list(s, 1);
     case ML_FIELD_DIMS: return !strcmp(s, "all") ? text(s) : list(s, 1);
     case ML_FIELD_NAMES: return !strcmp(s, "all") ? text(s) : list(s, 0);

@@ -3,7 +3,10 @@
  * (GET, split on '&' and '=' as libmicrohttpd would): the GET forms turn query arguments into
  * the body's JSON (request_fields.c), ?format / ?rows and Accept pick the view (format.c), and
  * If-None-Match / Origin go through the header logic (headers.c). Handlers run as the server runs them,
- * minus the network; heavy paths stay small because the demo model is tiny. */
+ * minus the network; heavy paths stay small because the demo model is tiny.
+ * Built with ML_FUZZ_METALEARNER (fuzz_requests_ml) it serves the later generation instead
+ * (tests/fixtures/metalearner: a MetaLearnerConfig transformer on an HDF5 backbone), whose
+ * activations take magnitudes. */
 #include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -50,6 +53,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     free(cfg.human_url);
     cfg.human_url = strdup("http://127.0.0.1:9/unreachable");
     cfg.threads = 1;
+#ifdef ML_FUZZ_METALEARNER
+    const char *world[] = {"tf.pt", "backbone.h5", "targets.txt", "ids.txt"};
+    char **slot[] = {&cfg.checkpoint, &cfg.backbone, &cfg.targets, &cfg.item_ids};
+    for (int i = 0; i < 4; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, ML_SOURCE_ROOT "/tests/fixtures/metalearner/%s", world[i]);
+        free(*slot[i]);
+        *slot[i] = strdup(path);
+    }
+    free(cfg.things_images);
+    cfg.things_images = NULL;
+#endif
     const char *names[64];
     for (int i = 0; i < ml_n_routes; i++) names[i] = ml_routes[i].name;
     if (ml_app_load(&app, &cfg, &err) != 0 || ml_app_start(&app, names, ml_n_routes, &err) != 0)

@@ -63,7 +63,11 @@ static void model_info(ml_jw *w, const ml_app *app) {
     ml_jw_object(w);
     ml_jw_kstring(w, "path", m->path);
     ml_jw_kstring(w, "format", m->format);
-    ml_jw_kstring(w, "variant", ml_posenc_name(m->cfg.pos));
+    ml_jw_key(w, "variant"); /* positions: a transformer's only */
+    if (ml_model_arch(m) == ML_ARCH_TRANSFORMER)
+        ml_jw_string(w, ml_posenc_name(m->cfg.pos));
+    else
+        ml_jw_null(w);
     ml_jw_kint(w, "input_size", m->cfg.input_size);
     ml_jw_kint(w, "hidden_size", m->cfg.hidden_size);
     ml_jw_kint(w, "num_layers", m->cfg.num_layers);
@@ -81,6 +85,7 @@ static void model_info(ml_jw *w, const ml_app *app) {
     ml_jw_kbool(w, "logit_bias", m->cfg.logit_bias);
     ml_jw_kbool(w, "synthetic", m->synthetic);
     ml_jw_kint(w, "max_seq_len", app->max_seq);
+    ml_render_model_generation(w, m);
     ml_jw_key(w, "trained_seq_len");
     if (m->trained_seq_len > 0)
         ml_jw_int(w, m->trained_seq_len);

@@ -26,6 +26,7 @@ static int parse_curves(const ml_app *app, const ml_request *req, ml_sim_request
         ml_respond_error(resp, 500, "internal", "out of memory");
         return -1;
     }
+    ml_sim_model_defaults(rq, &app->model); /* the later generation: raw features */
     *async = 0;
     json_t *body = NULL;
     if (ml_request_fields(req, curve_fields, N_CURVE_FIELDS, args, &body, resp) != 0 ||
@@ -101,6 +102,11 @@ static int parse_curves(const ml_app *app, const ml_request *req, ml_sim_request
                          "include_episodes with %lld trials would make a huge answer; at most "
                          "%lld trials can be detailed", episodes * seq_len,
                          ML_SIM_MAX_DETAIL_TRIALS);
+        goto out;
+    }
+    ml_err err = {{0}};
+    if (ml_sim_check_model(&app->model, rq, &err) != 0) { /* dims the heads lack */
+        ml_respond_error(resp, 400, "out_of_range", "%s", err.msg);
         goto out;
     }
     rq->episodes = (int)episodes;

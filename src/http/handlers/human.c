@@ -167,6 +167,7 @@ static int parse_compare(const ml_app *app, const ml_request *req, compare_query
         ml_respond_error(resp, 500, "internal", "out of memory");
         return -1;
     }
+    ml_sim_model_defaults(&q->rq, &app->model); /* the later generation: raw features */
     if (ml_request_check_args(req, args, resp) != 0 || ml_request_no_body(req, resp) != 0)
         return -1;
     long long episodes = q->rq.episodes, seq_len = q->rq.seq_len, seed = 0, n_boot = q->rq.n_boot;
