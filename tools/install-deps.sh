@@ -6,11 +6,19 @@ set -eu
 
 profile=${1:-test}
 
-runtime="libmicrohttpd12 libjansson4 libopenblas0-pthread libcurl4 libzip4 zlib1g libcsv3 libhdf5-103-1 libhiredis0.14 ca-certificates curl"
+# libjs-dygraphs: the dashboard's charting library. The build embeds it (the daemon serves it
+# from memory); the runtime profile carries the package too, with its licence, so an image
+# holds the library it serves. libhdf5: HDF5 backbones (the research code's current files).
+# libhiredis: the Redis client of the scale-out (--redis).
+runtime="libmicrohttpd12 libjansson4 libopenblas0-pthread libcurl4 libzip4 zlib1g libcsv3 libhdf5-103-1 libhiredis0.14 ca-certificates curl libjs-dygraphs"
 build="gcc libc6-dev pkg-config meson ninja-build libmicrohttpd-dev libjansson-dev libopenblas-dev
-       libcurl4-openssl-dev libzip-dev zlib1g-dev libcsv-dev libhdf5-dev libhiredis-dev curl ca-certificates"
+       libcurl4-openssl-dev libzip-dev zlib1g-dev libcsv-dev libhdf5-dev libhiredis-dev curl ca-certificates
+       libjs-dygraphs"
 # clang + its runtime give libFuzzer and the sanitizer runtimes the test suite uses.
 test_extra="clang libclang-rt-14-dev"
+# The dashboard's browser test (tests/http/test_dashboard.py): headless chromium driven through
+# chromedriver; pandas reads the CSV tables back (tests/reference/test_csv_pandas.py).
+browser="chromium chromium-driver python3-pandas"
 # The scale-out's tests: a real Redis and a real load balancer on loopback (tests/scaleout),
 # and PyYAML for the offline check of deploy/k8s/ (tests/deploy).
 scaleout="redis-server nginx-light python3-yaml"
@@ -22,7 +30,7 @@ container="podman debootstrap"
 case "$profile" in
   runtime) want="$runtime" ;;
   build) want="$build" ;;
-  test) want="$build $test_extra $scaleout $container" ;;
+  test) want="$build $test_extra $browser $scaleout $container" ;;
   *) echo "usage: $0 [build|test|runtime]" >&2; exit 2 ;;
 esac
 

@@ -164,41 +164,55 @@ static uint32_t get_u32(const unsigned char *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-int ml_chunk_encode(int e0, int n, int seq_len, const float *logits, ml_buf *out) {
+static void put_floats(const float *v, size_t count, ml_buf *out) {
+    unsigned char b[4];
+    for (size_t i = 0; i < count; i++) {
+        uint32_t bits;
+        memcpy(&bits, &v[i], 4);
+        put_u32(b, bits);
+        ml_buf_append(out, b, 4);
+    }
+}
+
+static void get_floats(const unsigned char *p, size_t count, float *v) {
+    for (size_t i = 0; i < count; i++) {
+        uint32_t bits = get_u32(p + 4 * i);
+        memcpy(&v[i], &bits, 4);
+    }
+}
+
+int ml_chunk_encode(int e0, int n, int seq_len, const float *logits, const float *mags,
+                    ml_buf *out) {
     unsigned char head[ML_CHUNK_HEADER];
     memcpy(head, ML_CHUNK_MAGIC, 4);
     put_u32(head + 4, (uint32_t)e0);
     put_u32(head + 8, (uint32_t)n);
     put_u32(head + 12, (uint32_t)seq_len);
+    put_u32(head + 16, mags ? 2u : 1u);
     ml_buf_append(out, head, sizeof head);
     size_t count = (size_t)n * (size_t)seq_len;
-    unsigned char v[4];
-    for (size_t i = 0; i < count; i++) {
-        uint32_t bits;
-        memcpy(&bits, &logits[i], 4);
-        put_u32(v, bits);
-        ml_buf_append(out, v, 4);
-    }
+    put_floats(logits, count, out);
+    if (mags) put_floats(mags, count, out);
     return out->oom ? -1 : 0;
 }
 
 int ml_chunk_decode(const void *data, size_t len, int e0, int n, int seq_len, float *logits,
-                    ml_err *err) {
+                    float *mags, ml_err *err) {
     const unsigned char *p = data;
     size_t count = (size_t)n * (size_t)seq_len;
+    uint32_t cols = mags ? 2u : 1u;
     if (len < ML_CHUNK_HEADER || memcmp(p, ML_CHUNK_MAGIC, 4) != 0)
         return ml_errf(err, "chunk of episodes %d..: not a chunk outcome (bad header)", e0);
     if (get_u32(p + 4) != (uint32_t)e0 || get_u32(p + 8) != (uint32_t)n ||
-        get_u32(p + 12) != (uint32_t)seq_len)
-        return ml_errf(err, "chunk of episodes %d..: it holds episodes %u.. (%u of %u trials), "
-                            "expected %d of %d trials", e0, get_u32(p + 4), get_u32(p + 8),
-                       get_u32(p + 12), n, seq_len);
-    if (len != ML_CHUNK_HEADER + 4 * count)
+        get_u32(p + 12) != (uint32_t)seq_len || get_u32(p + 16) != cols)
+        return ml_errf(err, "chunk of episodes %d..: it holds episodes %u.. (%u of %u trials, "
+                            "%u columns), expected %d of %d trials, %u columns", e0,
+                       get_u32(p + 4), get_u32(p + 8), get_u32(p + 12), get_u32(p + 16), n,
+                       seq_len, cols);
+    if (len != ML_CHUNK_HEADER + 4 * count * cols)
         return ml_errf(err, "chunk of episodes %d..: %zu bytes, expected %zu (truncated?)", e0,
-                       len, ML_CHUNK_HEADER + 4 * count);
-    for (size_t i = 0; i < count; i++) {
-        uint32_t bits = get_u32(p + ML_CHUNK_HEADER + 4 * i);
-        memcpy(&logits[i], &bits, 4);
-    }
+                       len, ML_CHUNK_HEADER + 4 * count * cols);
+    get_floats(p + ML_CHUNK_HEADER, count, logits);
+    if (mags) get_floats(p + ML_CHUNK_HEADER + 4 * count, count, mags);
     return 0;
 }

@@ -1,6 +1,7 @@
 /* What travels through Redis for a shared learning-curves job, as bytes: the job's request
- * (a line of text, so redis-cli shows it) and a chunk's outcome (its episodes' logits as
- * little-endian float32, behind a header naming the range). Items, labels and dims do not
+ * (a line of text, so redis-cli shows it) and a chunk's outcome (its episodes' logits, and
+ * for the later generation the predicted magnitudes after them, as little-endian float32,
+ * behind a header naming the range). Items, labels, dims, lengths and fed magnitudes do not
  * travel: they are a pure function of (seed, episode) that the merging replica samples again,
  * and "correct", the loss and the accuracy are computed there from the logits by the same
  * code as a single daemon's (ml_sim_finish), so the merged answer has the same bits.
@@ -16,7 +17,7 @@
 #include "util/buf.h"
 
 #define ML_CHUNK_MAGIC "MLC1"
-#define ML_CHUNK_HEADER 16         /* magic, e0, n, seq_len (u32 LE each) */
+#define ML_CHUNK_HEADER 20         /* magic, e0, n, seq_len, columns (u32 LE each) */
 #define ML_CHUNKS_MAX_PER_JOB 4096 /* chunks are made larger to stay below this */
 #define ML_REQUEST_TEXT_MAX 65536  /* a request line longer than this is refused */
 
@@ -34,10 +35,13 @@ int ml_request_decode(const char *text, size_t len, ml_sim_request *rq, ml_err *
 int ml_chunk_episodes(int episodes, int seq_len, int want, int max_rows);
 int ml_chunk_count(int episodes, int chunk_episodes);
 
-/* The outcome of episodes [e0, e0 + n) of seq_len trials: n * seq_len logits. */
-int ml_chunk_encode(int e0, int n, int seq_len, const float *logits, ml_buf *out);
-/* Checks data is the chunk (e0, n, seq_len) and copies its logits into logits (n, S). */
+/* The outcome of episodes [e0, e0 + n) of seq_len trials: n * seq_len logits, then as many
+ * predicted magnitudes when mags is not NULL. */
+int ml_chunk_encode(int e0, int n, int seq_len, const float *logits, const float *mags,
+                    ml_buf *out);
+/* Checks data is the chunk (e0, n, seq_len), with magnitudes exactly when mags is not NULL,
+ * and copies them into logits and mags (n, S). */
 int ml_chunk_decode(const void *data, size_t len, int e0, int n, int seq_len, float *logits,
-                    ml_err *err);
+                    float *mags, ml_err *err);
 
 #endif

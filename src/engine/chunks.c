@@ -185,7 +185,7 @@ static void run_chunk(ml_shared *sh, ml_worker *w, ml_redis_conn *c, flight *f,
     ml_app *app = sh->app;
     ml_err err = {{0}};
     int e0 = f->chunk * per, n = rq->episodes - e0 < per ? rq->episodes - e0 : per;
-    size_t S = (size_t)rq->seq_len, trials = (size_t)n * S;
+    int later = app->model.generation != ML_GEN_SEED;
     ml_runner *r = ml_app_runner(app, w, &err);
     if (!r || ml_sim_check(r, rq, &err) != 0 || n < 1) {
         sh->n.chunks_failed++;
@@ -193,23 +193,19 @@ static void run_chunk(ml_shared *sh, ml_worker *w, ml_redis_conn *c, flight *f,
         drop_entry(sh, c, f);
         return;
     }
-    int *dim = malloc(sizeof(int) * (size_t)n), *items = malloc(sizeof(int) * trials),
-        *labels = malloc(sizeof(int) * trials);
-    float *logits = malloc(sizeof(float) * trials);
     double t0 = mono_now();
     ml_sim_hooks hooks = {NULL, chunk_cancelled, f};
+    ml_sim_result part; /* episodes e0 .. e0 + n - 1 */
     int rc = -1;
-    if (dim && items && labels && logits)
-        rc = ml_sim_run_range(r, rq, e0, n, &hooks, dim, items, labels, logits, &err);
+    if (ml_sim_result_alloc(&part, n, rq->seq_len, later) == 0)
+        rc = ml_sim_run_range(r, rq, e0, &hooks, &part, &err);
     else
         ml_errf(&err, "out of memory for a chunk of %d episodes", n);
     ml_buf payload = {0};
-    if (rc == 0 && ml_chunk_encode(e0, n, rq->seq_len, logits, &payload) != 0)
+    if (rc == 0 && ml_chunk_encode(e0, n, rq->seq_len, part.logits, part.pred_magnitudes,
+                                   &payload) != 0)
         rc = ml_errf(&err, "out of memory encoding a chunk");
-    free(dim);
-    free(items);
-    free(labels);
-    free(logits);
+    ml_sim_result_free(&part);
     if (rc == 1) {
         sh->n.chunks_dropped++;
         drop_entry(sh, c, f);
@@ -275,6 +271,8 @@ static int read_chunks(ml_shared *sh, ml_redis_conn *c, const char *id, int c0, 
                               "Redis needs maxmemory-policy noeviction)", k);
         else
             rc = ml_chunk_decode(data, len, e0, n, res->seq_len, res->logits + (size_t)e0 * S,
+                                 res->pred_magnitudes ? res->pred_magnitudes + (size_t)e0 * S
+                                                      : NULL,
                                  err);
     }
     freeReplyObject(rep);
@@ -286,20 +284,20 @@ static void run_merge(ml_shared *sh, ml_redis_conn *c, flight *f, const ml_sim_r
     ml_app *app = sh->app;
     ml_err err = {{0}};
     double t0 = mono_now();
+    int later = app->model.generation != ML_GEN_SEED;
     ml_sim_result res;
-    int rc = ml_sim_result_alloc(&res, rq->episodes, rq->seq_len) == 0
-                 ? 0
-                 : ml_errf(&err, "out of memory merging %d episodes", rq->episodes);
-    if (rc == 0)
-        rc = ml_sim_sample_range(&app->data, rq, 0, rq->episodes, res.dim, res.items,
-                                 res.labels, &err);
+    int rc = ml_sim_result_alloc(&res, rq->episodes, rq->seq_len, later);
+    if (rc != 0)
+        ml_errf(&err, "out of memory merging %d episodes", rq->episodes);
+    else
+        rc = ml_sim_sample_range(&app->data, rq, later, 0, &res, &err);
     int redis_failed = 0;
     for (int k = 0; rc == 0 && k < n_chunks; k += MERGE_BATCH) {
         int k1 = k + MERGE_BATCH < n_chunks ? k + MERGE_BATCH : n_chunks;
         rc = read_chunks(sh, c, f->job, k, k1, per, &res, &err);
         redis_failed = rc == -2;
     }
-    if (rc == 0) rc = ml_sim_finish(rq, &res, &err);
+    if (rc == 0) rc = ml_sim_finish(rq, later, &res, &err);
     ml_blob *b = rc == 0 ? sh->render(app, rq, &res, &err) : NULL;
     ml_sim_result_free(&res);
     if (redis_failed) return; /* pending: redone after the claim timeout */

@@ -40,36 +40,39 @@ void ml_jw_object_end(ml_jw *w) { close(w, '}'); }
 void ml_jw_array(ml_jw *w) { open(w, '['); }
 void ml_jw_array_end(ml_jw *w) { close(w, ']'); }
 
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates,
- * nothing above U+10FFFF), or 0. */
-static size_t utf8_len(const unsigned char *s) {
+/* The length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong form, no
+ * surrogate, at most U+10FFFF), or 0. */
+static int utf8_len(const unsigned char *s) {
     unsigned c = s[0];
-    size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
-    if (n == 0 || c > 0xf4) return 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80) return 0;
-    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) ||
-        (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f))
-        return 0;
+    int n = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 0;
+    if (c >= 0xF5) n = 0;
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    if (n == 3 && ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0))) return 0;
+    if (n == 4 && ((c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90))) return 0;
     return n;
 }
 
-/* Escapes what JSON must, and writes each byte that is not part of well-formed UTF-8 (an
- * echoed query argument, a file name) as U+FFFD, so the answer is always valid JSON. */
 static void put_string(ml_buf *b, const char *s) {
     static const char hex[] = "0123456789abcdef";
     ml_buf_append(b, "\"", 1);
     const char *run = s;
-    while (*s) {
+    for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        size_t n = c >= 0x80 ? utf8_len((const unsigned char *)s) : 1;
-        if (n > 1 || (c >= 0x20 && c < 0x80 && c != '"' && c != '\\')) {
-            s += n;
+        if (c >= 0x80) { /* text from a request may be any bytes; JSON must be UTF-8 */
+            int n = utf8_len((const unsigned char *)s);
+            if (n > 0) {
+                s += n - 1;
+                continue;
+            }
+            ml_buf_append(b, run, (size_t)(s - run));
+            run = s + 1;
+            ml_buf_puts(b, "\\ufffd");
             continue;
         }
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
         ml_buf_append(b, run, (size_t)(s - run));
-        s++;
-        run = s;
+        run = s + 1;
         char esc[7] = {'\\', 0};
         switch (c) {
         case '"': esc[1] = '"'; break;
@@ -78,13 +81,9 @@ static void put_string(ml_buf *b, const char *s) {
         case '\r': esc[1] = 'r'; break;
         case '\t': esc[1] = 't'; break;
         default:
-            if (c >= 0x80) {
-                memcpy(esc, "\\ufffd", 7);
-            } else {
-                memcpy(esc, "\\u00", 4);
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-            }
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
         }
         ml_buf_append(b, esc, strlen(esc));
     }

@@ -24,10 +24,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         ml_sim_request_free(&rq);
     }
     if (size >= ML_CHUNK_HEADER) {
-        int n = data[8] % 8, seq_len = data[12] % 8, e0 = data[4];
+        int n = data[8] % 8, seq_len = data[12] % 8, e0 = data[4], with_mags = data[16] == 2;
         float *logits = malloc(sizeof(float) * (size_t)(n * seq_len + 1));
-        if (logits) ml_chunk_decode(data, size, e0, n, seq_len, logits, &err);
+        float *mags = malloc(sizeof(float) * (size_t)(n * seq_len + 1));
+        if (logits && mags)
+            ml_chunk_decode(data, size, e0, n, seq_len, logits, with_mags ? mags : NULL, &err);
         free(logits);
+        free(mags);
     }
     char *url = malloc(size + 1);
     if (url) {

@@ -7,17 +7,18 @@
 #include "metalign/simulate.h"
 #include "util/blob.h"
 
-void ml_curves_key(const ml_sim_request *rq, char out[ML_KEY_LEN]);
-/* The rendered answer for rq: from the result cache, else simulated, rendered and cached.
+void ml_curves_key(const ml_sim_request *rq, const ml_view *view, char out[ML_KEY_LEN]);
+/* The rendered answer for rq in view: from the result cache, else simulated, rendered and
+ * cached (with the other small views of the same simulation).
  * A new reference, or NULL with err (*rc 1: cancelled, -1: failed). */
 ml_blob *ml_curves_answer(ml_app *app, ml_worker *w, const ml_sim_request *rq,
-                          const ml_sim_hooks *hooks, int *rc, ml_err *err);
+                          const ml_view *view, const ml_sim_hooks *hooks, int *rc, ml_err *err);
 
 /* The answer for request key from the result cache (this replica's, then the shared one);
  * a new reference or NULL. */
 ml_blob *ml_curves_cached(ml_app *app, const char *key);
-/* The rendered answer for a finished simulation (res is not freed): what a single daemon
- * answers, and what the scale-out's merge renders. */
+/* The JSON answer for a finished simulation (res is not freed): what a single daemon answers,
+ * and what the scale-out's merge renders. */
 ml_blob *ml_curves_render(ml_app *app, const ml_sim_request *rq, ml_sim_result *res,
                           ml_err *err);
 
