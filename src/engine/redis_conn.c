@@ -13,6 +13,7 @@ struct ml_redis_conn {
     redisContext *ctx; /* NULL: not connected */
     int borrowed;
     int broken;        /* an I/O error or timeout: close instead of reusing */
+    int reused;        /* connected before this borrower's first command */
 };
 
 struct ml_redis {
@@ -238,6 +239,7 @@ static int connect_conn(ml_redis *r, ml_redis_conn *c, ml_err *err) {
     pthread_mutex_unlock(&r->lock);
     c->ctx = ctx;
     c->broken = 0;
+    c->reused = 0;
     return 0;
 }
 
@@ -258,6 +260,7 @@ ml_redis_conn *ml_redis_get(ml_redis *r, ml_err *err) {
         pthread_cond_wait(&r->freed, &r->lock);
     }
     c->borrowed = 1;
+    c->reused = c->ctx != NULL;
     pthread_mutex_unlock(&r->lock);
     if (!c->ctx && connect_conn(r, c, err) != 0) {
         ml_redis_put(r, c);
@@ -291,6 +294,7 @@ static redisReply *check_reply(ml_redis_conn *c, redisReply *rep, ml_err *err) {
         fail(r, err, "%s: %s", r->url.display, io_error(c->ctx));
         return NULL;
     }
+    c->reused = 0;
     mark(r, 1, NULL);
     if (rep->type == REDIS_REPLY_ERROR) {
         r->errors++;
@@ -301,17 +305,47 @@ static redisReply *check_reply(ml_redis_conn *c, redisReply *rep, ml_err *err) {
     return rep;
 }
 
+/* A pooled connection whose server went away while it sat idle (Redis restarted, an idle
+ * timeout, a failover) fails its first command with EOF or a reset before the command can
+ * have run: such a command is sent once more, on a new connection. A failure on a connection
+ * that had answered this borrower, or a timeout, is not retried. */
+static int stale(ml_redis_conn *c) {
+    int was_reused = c->reused;
+    c->reused = 0;
+    return was_reused && (c->ctx->err == REDIS_ERR_EOF ||
+                          (c->ctx->err == REDIS_ERR_IO && (errno == ECONNRESET || errno == EPIPE)));
+}
+
+static int reconnect(ml_redis_conn *c, ml_err *err) {
+    redisFree(c->ctx);
+    c->ctx = NULL;
+    return connect_conn(c->pool, c, err);
+}
+
 redisReply *ml_redis_cmd(ml_redis_conn *c, ml_err *err, const char *fmt, ...) {
-    va_list ap;
+    va_list ap, again;
     va_start(ap, fmt);
+    va_copy(again, ap);
     redisReply *rep = redisvCommand(c->ctx, fmt, ap);
+    if (!rep && stale(c) && reconnect(c, err) == 0) rep = redisvCommand(c->ctx, fmt, again);
+    va_end(again);
     va_end(ap);
+    if (!c->ctx) { /* the reconnect failed: err says why */
+        c->broken = 1;
+        return NULL;
+    }
     return check_reply(c, rep, err);
 }
 
 redisReply *ml_redis_cmd_argv(ml_redis_conn *c, ml_err *err, int argc, const char **argv,
                               const size_t *lens) {
-    return check_reply(c, redisCommandArgv(c->ctx, argc, argv, lens), err);
+    redisReply *rep = redisCommandArgv(c->ctx, argc, argv, lens);
+    if (!rep && stale(c) && reconnect(c, err) == 0) rep = redisCommandArgv(c->ctx, argc, argv, lens);
+    if (!c->ctx) {
+        c->broken = 1;
+        return NULL;
+    }
+    return check_reply(c, rep, err);
 }
 
 redisReply *ml_redis_eval(ml_redis_conn *c, ml_err *err, const char *script, int n_keys,
@@ -350,6 +384,14 @@ int ml_redis_append(ml_redis_conn *c, ml_err *err, const char *fmt, ...) {
 redisReply *ml_redis_reply(ml_redis_conn *c, ml_err *err) {
     void *rep = NULL;
     if (redisGetReply(c->ctx, &rep) != REDIS_OK) rep = NULL;
+    /* Pipelines are not resent (their callers poll again), and a stale connection says
+     * nothing about Redis: it is closed without marking Redis down. */
+    if (!rep && stale(c)) {
+        c->broken = 1;
+        c->pool->commands++;
+        return ml_errp(err, "%s: the connection had gone stale; try again",
+                       c->pool->url.display);
+    }
     return check_reply(c, rep, err);
 }
 

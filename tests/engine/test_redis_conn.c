@@ -165,6 +165,52 @@ static void test_restart(void) {
     ml_redis_free(r);
 }
 
+/* Waits until something listens on the port (a restarted Redis), without the pool. */
+static int wait_listening(int port) {
+    for (int i = 0; i < 100; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        if (fd >= 0) close(fd);
+        if (ok) return 0;
+        usleep(50 * 1000);
+    }
+    return -1;
+}
+
+/* Connections left in the pool while Redis restarts are stale: their next command goes out
+ * again on a new connection, once, and Redis is not reported down for it. */
+static void test_stale_after_restart(void) {
+    int port = free_port();
+    pid_t pid = start_redis(port);
+    ml_redis *r = pool(port, 0, 500, 1000);
+    REQUIRE(r != NULL && wait_up(r) == 0);
+    ml_err err = {{0}};
+    ml_redis_conn *a = ml_redis_get(r, &err), *b = ml_redis_get(r, &err);
+    REQUIRE(a && b); /* two pooled connections */
+    ml_redis_put(r, a);
+    ml_redis_put(r, b);
+    stop(pid);
+    pid = start_redis(port);
+    REQUIRE(wait_listening(port) == 0);
+    usleep(100 * 1000);
+    for (int i = 0; i < 2; i++) {
+        ml_redis_conn *c = ml_redis_get(r, &err);
+        REQUIRE(c != NULL);
+        redisReply *rep = ml_redis_cmd(c, &err, "PING");
+        CHECK_MSG(rep != NULL, "command %d on a stale connection: %s", i, err.msg);
+        if (rep) freeReplyObject(rep);
+        ml_redis_put(r, c);
+        CHECK(ml_redis_up(r, NULL, 0));
+    }
+    ml_redis_stats st;
+    ml_redis_stats_get(r, &st);
+    CHECK(st.reconnects >= 1);
+    stop(pid);
+    ml_redis_free(r);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         printf("not ok 1 - usage: test_redis_conn REDIS_SERVER\n1..1\n");
@@ -180,6 +226,7 @@ int main(int argc, char **argv) {
     RUN(test_unreachable);
     RUN(test_silent);
     RUN(test_restart);
+    RUN(test_stale_after_restart);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) printf("# could not remove %s\n", dir);
