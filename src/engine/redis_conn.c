@@ -322,7 +322,18 @@ static int reconnect(ml_redis_conn *c, ml_err *err) {
     return connect_conn(c->pool, c, err);
 }
 
+/* A connection whose reconnect failed has no context until it connects again: the next
+ * command on it tries once, and fails with the reason when Redis is still away. */
+static int usable(ml_redis_conn *c, ml_err *err) {
+    if (c->ctx) return 0;
+    c->broken = 1;
+    if (connect_conn(c->pool, c, err) != 0) return -1;
+    c->broken = 0;
+    return 0;
+}
+
 redisReply *ml_redis_cmd(ml_redis_conn *c, ml_err *err, const char *fmt, ...) {
+    if (usable(c, err) != 0) return NULL;
     va_list ap, again;
     va_start(ap, fmt);
     va_copy(again, ap);
@@ -339,6 +350,7 @@ redisReply *ml_redis_cmd(ml_redis_conn *c, ml_err *err, const char *fmt, ...) {
 
 redisReply *ml_redis_cmd_argv(ml_redis_conn *c, ml_err *err, int argc, const char **argv,
                               const size_t *lens) {
+    if (usable(c, err) != 0) return NULL;
     redisReply *rep = redisCommandArgv(c->ctx, argc, argv, lens);
     if (!rep && stale(c) && reconnect(c, err) == 0) rep = redisCommandArgv(c->ctx, argc, argv, lens);
     if (!c->ctx) {
@@ -370,6 +382,7 @@ redisReply *ml_redis_eval(ml_redis_conn *c, ml_err *err, const char *script, int
 }
 
 int ml_redis_append(ml_redis_conn *c, ml_err *err, const char *fmt, ...) {
+    if (usable(c, err) != 0) return -1;
     va_list ap;
     va_start(ap, fmt);
     int rc = redisvAppendCommand(c->ctx, fmt, ap);
@@ -382,6 +395,7 @@ int ml_redis_append(ml_redis_conn *c, ml_err *err, const char *fmt, ...) {
 }
 
 redisReply *ml_redis_reply(ml_redis_conn *c, ml_err *err) {
+    if (!c->ctx) return ml_errp(err, "%s: the connection is closed", c->pool->url.display);
     void *rep = NULL;
     if (redisGetReply(c->ctx, &rep) != REDIS_OK) rep = NULL;
     /* Pipelines are not resent (their callers poll again), and a stale connection says
@@ -395,7 +409,9 @@ redisReply *ml_redis_reply(ml_redis_conn *c, ml_err *err) {
     return check_reply(c, rep, err);
 }
 
-void ml_redis_set_timeout(ml_redis_conn *c, int ms) { redisSetTimeout(c->ctx, ms_tv(ms)); }
+void ml_redis_set_timeout(ml_redis_conn *c, int ms) {
+    if (c->ctx) redisSetTimeout(c->ctx, ms_tv(ms));
+}
 
 int ml_redis_ping(ml_redis *r, ml_err *err) {
     ml_redis_conn *c = ml_redis_get(r, err);

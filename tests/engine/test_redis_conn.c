@@ -155,6 +155,12 @@ static void test_restart(void) {
     c = ml_redis_get(r, &err);
     rep = c ? ml_redis_cmd(c, &err, "PING") : NULL;
     CHECK(rep == NULL && !ml_redis_up(r, NULL, 0));
+    if (c) { /* its reconnect failed: every later use fails cleanly, none crashes */
+        ml_redis_set_timeout(c, 100);
+        CHECK(ml_redis_cmd(c, &err, "PING") == NULL && err.msg[0]);
+        CHECK(ml_redis_append(c, &err, "PING") != 0);
+        CHECK(ml_redis_reply(c, &err) == NULL);
+    }
     ml_redis_put(r, c);
     pid = start_redis(port);
     CHECK(wait_up(r) == 0); /* after the retry period, a new connection */
