@@ -30,6 +30,7 @@ typedef struct intern {
 
 typedef struct parser {
     const char *name;
+    int quiet;          /* messages never quote the input (it came from an upstream) */
     ml_human_data *out;
     size_t cap_rows;
     intern names;
@@ -145,6 +146,17 @@ static void excerpt(const char *s, size_t n, char out[48]) {
     strcpy(out + m, n > 40 ? "..." : "");
 }
 
+/* A field for messages: "its excerpt" in quotes, or, quiet, only its size. */
+static void describe(const parser *p, const char *s, size_t n, char out[64]) {
+    char ex[48];
+    if (p->quiet) {
+        snprintf(out, 64, "a value of %zu bytes", n);
+        return;
+    }
+    excerpt(s, n, ex);
+    snprintf(out, 64, "\"%s\"", ex);
+}
+
 /* Blanks around a number, boolean or column name do not change what it means. */
 static void trim(const char **s, size_t *n) {
     while (*n && (**s == ' ' || **s == '\t')) (*s)++, (*n)--;
@@ -202,7 +214,7 @@ static void header_field(parser *p, const char *s, size_t n) {
         if (p->col[k] < 0 && strlen(required_names[k]) == n &&
             memcmp(required_names[k], s, n) == 0)
             p->col[k] = p->field;
-    if (p->header.len < 200) {
+    if (p->header.len < 200 && !p->quiet) {
         char ex[48];
         excerpt(s, n, ex);
         ml_buf_printf(&p->header, "%s\"%s\"", p->field ? ", " : "", ex);
@@ -211,7 +223,7 @@ static void header_field(parser *p, const char *s, size_t n) {
 
 static void data_field(parser *p, const char *s, size_t n) {
     if (p->field == 0) p->record_line = p->line;
-    char ex[48];
+    char ex[64];
     if (p->field == p->col[COL_PARTICIPANT]) {
         if (n == 0) {
             fail(p, ML_FETCH_E_BAD_CSV, "line %zu: column \"participant\" is empty",
@@ -224,18 +236,18 @@ static void data_field(parser *p, const char *s, size_t n) {
         int k = p->field == p->col[COL_TRIAL] ? COL_TRIAL : COL_DIMENSION;
         int32_t *dst = k == COL_TRIAL ? &p->v_trial : &p->v_dimension;
         if (parse_count(s, n, dst) != 0) {
-            excerpt(s, n, ex);
+            describe(p, s, n, ex);
             fail(p, ML_FETCH_E_BAD_CSV,
-                 "line %zu: column \"%s\" is \"%s\", not a whole number >= 0 (expected 0, 1, "
+                 "line %zu: column \"%s\" is %s, not a whole number >= 0 (expected 0, 1, "
                  "2, ...)",
                  p->record_line, required_names[k], ex);
         }
     } else if (p->field == p->col[COL_CORRECT]) {
         p->v_correct = parse_bool(s, n);
         if (p->v_correct == -2) {
-            excerpt(s, n, ex);
+            describe(p, s, n, ex);
             fail(p, ML_FETCH_E_BAD_CSV,
-                 "line %zu: column \"correct\" is \"%s\", not a boolean (expected True/False, "
+                 "line %zu: column \"correct\" is %s, not a boolean (expected True/False, "
                  "true/false, 1/0, or empty/NA for a missing answer)",
                  p->record_line, ex);
         }
@@ -289,10 +301,16 @@ static void on_record(int terminator, void *data) {
         p->n_cols = n_fields;
         for (int k = 0; k < N_REQUIRED; k++)
             if (p->col[k] < 0) {
-                fail(p, ML_FETCH_E_NOT_CSV,
-                     "line %zu: the header has no column \"%s\" (it has %s); the human data "
-                     "needs participant, trial, dimension and correct",
-                     p->record_line, required_names[k], p->header.data ? p->header.data : "");
+                if (p->quiet)
+                    fail(p, ML_FETCH_E_NOT_CSV,
+                         "line %zu: the header has no column \"%s\" (it has %d columns); the "
+                         "human data needs participant, trial, dimension and correct",
+                         p->record_line, required_names[k], n_fields);
+                else
+                    fail(p, ML_FETCH_E_NOT_CSV,
+                         "line %zu: the header has no column \"%s\" (it has %s); the human "
+                         "data needs participant, trial, dimension and correct",
+                         p->record_line, required_names[k], p->header.data ? p->header.data : "");
                 return;
             }
         return;
@@ -327,6 +345,10 @@ static int sniff(parser *p, const char *buf, size_t len) {
     const char *kind = NULL;
     if (i < len && buf[i] == '<') kind = "HTML or XML";
     if (i < len && (buf[i] == '{' || buf[i] == '[')) kind = "JSON";
+    if (kind && p->quiet) {
+        fail(p, ML_FETCH_E_NOT_CSV, "%s, not CSV (%zu bytes)", kind, len);
+        return -1;
+    }
     if (kind) {
         char ex[48];
         size_t n = len - i;
@@ -352,11 +374,11 @@ void ml_human_data_free(ml_human_data *d) {
     d->max_trial = -1;
 }
 
-int ml_human_csv_parse(const char *buf, size_t len, const char *name, ml_human_data *out,
-                       ml_fetch_code *code, ml_err *err) {
+static int parse(const char *buf, size_t len, const char *name, int quiet, ml_human_data *out,
+                 ml_fetch_code *code, ml_err *err) {
     memset(out, 0, sizeof *out);
     out->max_trial = -1;
-    parser p = {.name = name, .out = out, .line = 1, .err = err};
+    parser p = {.name = name, .quiet = quiet, .out = out, .line = 1, .err = err};
     for (int k = 0; k < N_REQUIRED; k++) p.col[k] = -1;
     *code = ML_FETCH_OK;
 
@@ -410,4 +432,14 @@ int ml_human_csv_parse(const char *buf, size_t len, const char *name, ml_human_d
         return -1;
     }
     return 0;
+}
+
+int ml_human_csv_parse(const char *buf, size_t len, const char *name, ml_human_data *out,
+                       ml_fetch_code *code, ml_err *err) {
+    return parse(buf, len, name, 0, out, code, err);
+}
+
+int ml_human_csv_parse_quiet(const char *buf, size_t len, const char *name, ml_human_data *out,
+                             ml_fetch_code *code, ml_err *err) {
+    return parse(buf, len, name, 1, out, code, err);
 }

@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "engine/cka_cache.h"
+#include "engine/coalesce.h"
 #include "engine/jobs.h"
 #include "engine/metrics.h"
 #include "engine/workers.h"
@@ -24,8 +25,7 @@ typedef enum ml_inputs { ML_INPUTS_RAW, ML_INPUTS_STANDARDIZED, ML_N_INPUTS } ml
 
 #define ML_APP_BATCH_ROWS 4096     /* rows per forward call: one workspace's size */
 #define ML_APP_MAX_SEQ_ROPE 4096   /* RoPE has no limit of its own; the workspace has */
-#define ML_RESULT_CACHE_BYTES ((size_t)256 << 20)
-#define ML_RESULT_CACHE_ENTRIES 256
+#define ML_RESULT_CACHE_ENTRIES 256 /* the byte bound is --result-cache-bytes */
 #define ML_JOBS_KEPT 256           /* finished jobs remembered */
 #define ML_WORKER_QUEUE 256        /* queued tasks per class */
 
@@ -56,12 +56,16 @@ struct ml_app {
     int max_seq;          /* longest sequence a request may ask for */
     time_t started_at;
     int ready;            /* atomic: model and data loaded, workers running */
+    int stopping;         /* atomic: a shutdown has begun */
 
-    ml_metrics *metrics;  /* owned */
-    ml_workers *workers;
+    ml_metrics *metrics;  /* owned; from ml_app_init */
+    ml_coalesce *coalesce; /* computations in progress, by result key; from ml_app_init */
+    ml_workers *workers;  /* the rest from ml_app_start */
     ml_jobs *jobs;
-    ml_lru *results;      /* rendered answers and computed results, by canonical request */
+    ml_lru *results;      /* rendered answers and computed results, by canonical request, and
+                           * finished jobs' results (pinned): one budget */
     struct ml_human *human; /* the human data: fetched on demand, cached on disk */
+    void *transport;      /* the HTTP server serving this app (opaque here; for /metrics) */
 
     /* Derived once, on first use (app.c). */
     ml_once emb_once;
@@ -71,12 +75,24 @@ struct ml_app {
     ml_cka_cache *cka;
 };
 
+/* The world before anything is loaded, enough to serve /healthz, /readyz and /metrics while
+ * loading: the configuration, metrics labelled by the caller's route names (NULL: none), the
+ * table of computations in progress; the BLAS threads get their count and, being compute
+ * threads, a lower priority (before the HTTP threads exist, which keep theirs). */
+int ml_app_init(ml_app *app, const ml_config *cfg, const char *const *route_names, int n_routes,
+                ml_err *err);
 /* Loads model and data as the configuration says; err names the file and the problem. */
-int ml_app_load(ml_app *app, const ml_config *cfg, ml_err *err);
-/* Starts metrics (labelled by the caller's route names), caches, the human store and the
- * workers, after a successful load. */
-int ml_app_start(ml_app *app, const char *const *route_names, int n_routes, ml_err *err);
+int ml_app_load(ml_app *app, ml_err *err);
+/* Starts caches, jobs, the human store and the workers after a successful load; then the
+ * app is ready. */
+int ml_app_start(ml_app *app, ml_err *err);
 int ml_app_is_ready(const ml_app *app);
+/* A shutdown begins: /readyz turns 503, new heavy work is refused, jobs are cancelled and a
+ * running download is abandoned. */
+void ml_app_begin_shutdown(ml_app *app);
+int ml_app_is_stopping(const ml_app *app);
+/* The shutdown's last step: the running download is abandoned too. */
+void ml_app_cancel_work(ml_app *app);
 void ml_app_free(ml_app *app);
 
 /* The worker's runner, made on first use. */

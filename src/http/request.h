@@ -30,6 +30,8 @@ typedef struct ml_request {
     const char *body;       /* NUL-terminated; "" when there is none */
     size_t body_len;
     const char *accept;     /* the Accept header, or NULL */
+    double received_at;     /* Unix time its request line arrived */
+    void *glue;             /* the transport's own (http/http.h ml_request_*) */
 } ml_request;
 
 /* The value of a query argument, or NULL. */

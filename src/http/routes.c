@@ -24,6 +24,15 @@ const ml_route ml_routes[] = {
 };
 const int ml_n_routes = (int)(sizeof ml_routes / sizeof ml_routes[0]);
 
+/* What a load balancer or an operator asks while the model loads. */
+static const char *const anytime_routes[] = {"root", "healthz", "readyz", "metrics", NULL};
+
+int ml_route_anytime(int route) {
+    for (const char *const *n = anytime_routes; *n; n++)
+        if (strcmp(ml_routes[route].name, *n) == 0) return 1;
+    return 0;
+}
+
 /* path without its trailing slash ("/v1/info/" is "/v1/info"; "/" stays "/") in len. */
 static size_t trimmed_len(const char *path) {
     size_t n = strlen(path);
@@ -66,9 +75,9 @@ void ml_route_match(const char *method, const char *path, ml_dispatch *out) {
             return;
         }
         out->status = 405;
-        size_t len = strlen(out->allow);
+        size_t used = strlen(out->allow);
         if (!strstr(out->allow, ml_routes[i].method))
-            snprintf(out->allow + len, sizeof out->allow - len, "%s%s", len ? ", " : "",
+            snprintf(out->allow + used, sizeof out->allow - used, "%s%s", used ? ", " : "",
                      ml_routes[i].method);
     }
 }

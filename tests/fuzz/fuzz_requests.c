@@ -34,7 +34,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     cfg.threads = 1;
     const char *names[64];
     for (int i = 0; i < ml_n_routes; i++) names[i] = ml_routes[i].name;
-    if (ml_app_load(&app, &cfg, &err) != 0 || ml_app_start(&app, names, ml_n_routes, &err) != 0)
+    if (ml_app_init(&app, &cfg, names, ml_n_routes, &err) != 0 || ml_app_load(&app, &err) != 0 ||
+        ml_app_start(&app, &err) != 0)
         abort();
     worker = calloc(1, sizeof *worker);
     worker->app = &app;

@@ -15,9 +15,13 @@ typedef struct test_daemon {
 } test_daemon;
 
 /* Starts build/metalignd with args (NULL-terminated; --listen 127.0.0.1:0 is added) and
- * waits until it prints its listening line. Returns 0, or -1 if it exited or timed out
- * (d->log says why). */
+ * waits until it prints its listening line and /readyz answers 200. Returns 0, or -1 if it
+ * exited or timed out (d->log says why). */
 int daemon_start(test_daemon *d, const char *const *args);
+/* Only until the listening line (the model may still be loading). */
+int daemon_spawn(test_daemon *d, const char *const *args);
+/* Polls /readyz until 200; -1 if the daemon exited or seconds passed. */
+int daemon_wait_ready(test_daemon *d, double seconds);
 /* Sends sig and waits for the exit; returns the exit status (or 128 + signal). */
 int daemon_stop(test_daemon *d, int sig);
 /* Runs the binary to completion (e.g. --check, failing start-ups): exit status, output. */
@@ -31,6 +35,7 @@ typedef struct http_reply {
     size_t len;
     char content_type[128];
     char allow[64];
+    int retry_after;  /* the Retry-After header's seconds, 0 without one */
     double seconds;
 } http_reply;
 

@@ -38,4 +38,13 @@ void ml_h_compare(ml_app *app, ml_worker *w, const ml_request *req, ml_response 
 /* Shared by the handlers: the cached answer under key as the response (1), or 0. */
 int ml_answer_from_cache(ml_app *app, const char *key, ml_response *resp);
 
+/* wait.c, for slow handlers: while key is in progress in table, the request waits for it
+ * without a worker and its slow handler runs again once it ends: 1 (return at once, touching
+ * neither req nor resp again); 0 when key is not in progress (any more): go on. */
+int ml_wait_for(ml_coalesce *table, const char *key, const ml_request *req,
+                ml_response *resp);
+/* The answer to a request whose work was stopped: 503 + Retry-After at a shutdown, else 499
+ * (its client went away; nobody reads it). */
+void ml_respond_cancelled(const ml_request *req, ml_response *resp);
+
 #endif

@@ -46,7 +46,7 @@ void ml_render_comparison(ml_jw *w, const ml_app *app, const ml_sim_request *rq,
                           const ml_comparison *cmp, const ml_human_curves *h,
                           const ml_human_status *st, const ml_warnings *warn);
 
-/* GET /v1/jobs/<id>. */
+/* GET /v1/jobs/<id>: the job's state, without its result (which the handler appends). */
 void ml_render_job(ml_jw *w, const ml_job_info *j);
 
 #endif
