@@ -234,6 +234,13 @@ void ml_job_progress(ml_job *j, int done) {
     job_unlock(j);
 }
 
+void ml_job_progress_of(ml_job *j, int done, int total) {
+    job_lock(j);
+    j->done = done;
+    j->total = total;
+    job_unlock(j);
+}
+
 int ml_job_cancel_requested(const ml_job *j) {
     return __atomic_load_n(&j->cancel, __ATOMIC_RELAXED);
 }

@@ -47,6 +47,9 @@ const char *ml_job_status_name(ml_job_status s);
 /* Worker side. start returns 0, or -1 when the job was cancelled before it ran. */
 int ml_job_start(ml_job *j);
 void ml_job_progress(ml_job *j, int done);
+/* Progress when the total is known only once the work has begun (e.g. a replay's sequences,
+ * counted after the human data is parsed). */
+void ml_job_progress_of(ml_job *j, int done, int total);
 int ml_job_cancel_requested(const ml_job *j);
 void ml_job_finish(ml_job *j, ml_blob *result); /* takes a reference of its own */
 void ml_job_fail(ml_job *j, const char *code, const char *message);

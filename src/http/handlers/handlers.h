@@ -35,6 +35,10 @@ void ml_h_human_curves(ml_app *app, ml_worker *w, const ml_request *req, ml_resp
 void ml_h_human_refresh(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
 void ml_h_compare(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
 
+/* replay.c */
+void ml_h_replay_fast(ml_app *app, const ml_request *req, ml_response *resp);
+void ml_h_replay(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
+
 /* Shared by the handlers: the cached answer under key as the response (1), or 0. */
 int ml_answer_from_cache(ml_app *app, const char *key, ml_response *resp);
 

@@ -133,6 +133,9 @@ void ml_render_comparison(ml_jw *w, const ml_app *app, const ml_sim_request *rq,
     ml_jw_int(w, (int64_t)rq->seed);
     ml_jw_kint(w, "max_trial", max_trial);
     ml_jw_kint(w, "trials_compared", cmp->n_trials);
+    char replay[96]; /* the same trials replayed on every participant's own sequence */
+    snprintf(replay, sizeof replay, "/v1/human/replay?max_trial=%d", max_trial);
+    ml_jw_kstring(w, "replay_url", replay);
     ml_jw_kbool(w, "model_synthetic", app->model.synthetic);
     ml_jw_kdouble(w, "model_accuracy", cmp->model_accuracy);
     ml_jw_key(w, "overall");

@@ -9,6 +9,7 @@
 #include "engine/jobs.h"
 #include "metalign/curve.h"
 #include "metalign/human_curves.h"
+#include "metalign/replay.h"
 #include "metalign/simulate.h"
 #include "util/json_writer.h"
 
@@ -45,6 +46,13 @@ void ml_render_human_curves(ml_jw *w, const ml_human_curves *c, const ml_human_s
 void ml_render_comparison(ml_jw *w, const ml_app *app, const ml_sim_request *rq, int max_trial,
                           const ml_comparison *cmp, const ml_human_curves *h,
                           const ml_human_status *st, const ml_warnings *warn);
+
+/* GET /v1/human/replay (render/replay.c): the JSON answer, and the tidy CSV table (one row
+ * per trial when the request included trials, else one per participant sequence; 0, or -1
+ * out of memory). */
+void ml_render_replay(ml_jw *w, const ml_app *app, const ml_replay_result *res,
+                      const ml_human_status *st);
+int ml_render_replay_csv(ml_buf *out, const ml_replay_result *res);
 
 /* GET /v1/jobs/<id>. */
 void ml_render_job(ml_jw *w, const ml_job_info *j);
