@@ -112,15 +112,41 @@ static int check_model(const ml_app *app, ml_response *resp) {
 
 /* ---- the cached result ----------------------------------------------------------------- */
 
+/* The result, and the parts of its answers that do not depend on the human copy's state,
+ * rendered once on the worker: the CSV table and the JSON "trials" array (3.6 MB for 90 x
+ * 120 trials; rendering it again for every request would hold an I/O thread for tens of
+ * milliseconds). */
 typedef struct replay_obj {
     ml_ref ref;
     ml_replay_result res;
+    ml_blob *csv;
+    ml_blob *trials; /* NULL without include_trials */
 } replay_obj;
 
 static void replay_destroy(ml_ref *r) {
     replay_obj *o = (replay_obj *)r;
     ml_replay_result_free(&o->res);
+    ml_blob_unref(o->csv);
+    ml_blob_unref(o->trials);
     free(o);
+}
+
+static int render_parts(replay_obj *o, ml_err *err) {
+    ml_buf out = {0};
+    if (ml_render_replay_csv(&out, &o->res) == 0) o->csv = ml_blob_new(out.data, out.len);
+    ml_buf_free(&out);
+    if (!o->csv) return ml_errf(err, "out of memory building the CSV table");
+    if (!o->res.request.include_trials) return 0;
+    ml_jw jw;
+    ml_jw_init(&jw, &out);
+    ml_render_replay_trials(&jw, &o->res);
+    if (ml_jw_finish(&jw) == 0) o->trials = ml_blob_new(out.data, out.len);
+    int bad = jw.bad;
+    ml_buf_free(&out);
+    if (!o->trials)
+        return ml_errf(err, bad ? "a trial row holds a value JSON cannot hold"
+                                : "out of memory building the trial rows");
+    return 0;
 }
 
 static size_t replay_bytes(const ml_replay_result *res) {
@@ -179,7 +205,13 @@ static replay_obj *replay_result(ml_app *app, ml_worker *w, const ml_human_snaps
         free(o);
         return NULL;
     }
-    ml_ref_init(&o->ref, REPLAY_KIND, replay_bytes(&o->res), replay_destroy);
+    ml_ref_init(&o->ref, REPLAY_KIND, 0, replay_destroy);
+    if (render_parts(o, err) != 0) {
+        *code = ML_REPLAY_E_INTERNAL;
+        ml_unref(&o->ref);
+        return NULL;
+    }
+    o->ref.bytes = replay_bytes(&o->res) + o->csv->len + (o->trials ? o->trials->len : 0);
     ml_lru_put(app->results, key, &o->ref);
     return o;
 }
@@ -188,19 +220,14 @@ static replay_obj *replay_result(ml_app *app, ml_worker *w, const ml_human_snaps
 
 static void respond(const ml_app *app, const replay_obj *o, const ml_human_status *st, int csv,
                     ml_response *resp) {
-    ml_buf out = {0};
     if (csv) {
-        if (ml_render_replay_csv(&out, &o->res) != 0) {
-            ml_buf_free(&out);
-            ml_respond_error(resp, 500, "internal", "out of memory building the CSV");
-            return;
-        }
-        ml_respond_buf(resp, 200, ML_CT_CSV, &out);
+        ml_respond_blob(resp, 200, ML_CT_CSV, o->csv);
         return;
     }
+    ml_buf out = {0};
     ml_jw jw;
     ml_jw_init(&jw, &out);
-    ml_render_replay(&jw, app, &o->res, st);
+    ml_render_replay(&jw, app, &o->res, st, o->trials);
     ml_respond_writer(resp, 200, &jw);
 }
 
@@ -210,7 +237,7 @@ static ml_blob *render_blob(const ml_app *app, const replay_obj *o, const ml_hum
     ml_buf out = {0};
     ml_jw jw;
     ml_jw_init(&jw, &out);
-    ml_render_replay(&jw, app, &o->res, st);
+    ml_render_replay(&jw, app, &o->res, st, o->trials);
     ml_blob *b = ml_jw_finish(&jw) == 0 ? ml_blob_new(out.data, out.len) : NULL;
     if (!b) ml_errf(err, jw.bad ? "the replay produced a value JSON cannot hold"
                                 : "out of memory building the answer");

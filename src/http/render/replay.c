@@ -289,8 +289,14 @@ static void warnings(ml_jw *w, const ml_app *app, const ml_replay_result *res) {
     ml_render_warnings(w, &warn);
 }
 
+void ml_render_replay_trials(ml_jw *w, const ml_replay_result *res) {
+    ml_jw_array(w);
+    for (size_t i = 0; i < res->n_trial_rows; i++) trial_row(w, res, &res->trials[i]);
+    ml_jw_array_end(w);
+}
+
 void ml_render_replay(ml_jw *w, const ml_app *app, const ml_replay_result *res,
-                      const ml_human_status *st) {
+                      const ml_human_status *st, const ml_blob *trials) {
     const ml_replay_request *rq = &res->request;
     ml_jw_object(w);
     ml_jw_key(w, "source");
@@ -321,9 +327,10 @@ void ml_render_replay(ml_jw *w, const ml_app *app, const ml_replay_result *res,
     ml_jw_array_end(w);
     if (rq->include_trials) {
         ml_jw_key(w, "trials");
-        ml_jw_array(w);
-        for (size_t i = 0; i < res->n_trial_rows; i++) trial_row(w, res, &res->trials[i]);
-        ml_jw_array_end(w);
+        if (trials)
+            ml_jw_raw(w, trials->data, trials->len);
+        else
+            ml_render_replay_trials(w, res);
     }
     ml_jw_key(w, "baseline_fits");
     ml_jw_object(w);
