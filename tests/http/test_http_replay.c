@@ -286,6 +286,7 @@ int main(void) {
     RUN(test_second_request_from_cache);
     RUN(test_compare_points_to_replay);
     RUN(test_fresh_daemon_same_answer);
+    RUN(test_daemon_stops_cleanly);
     if (replay_teardown() != 0) return 1;
     return UT_DONE();
 }

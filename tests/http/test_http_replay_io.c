@@ -233,6 +233,7 @@ int main(void) {
     RUN(test_bad_arguments);
     RUN(test_unreplayable_csv_is_422);
     RUN(test_later_generation_is_422);
+    RUN(test_daemon_stops_cleanly);
     if (replay_teardown() != 0) return 1;
     return UT_DONE();
 }
