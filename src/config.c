@@ -41,6 +41,7 @@ static const opt_def options[] = {
     {"human-max-age", OPT_INT, OFF(human_max_age), 0, INT_MAX, "SECONDS", "revalidate the cached human CSV after this (default 86400)"},
     {"human-timeout", OPT_INT, OFF(human_timeout), 1, 3600, "SECONDS", "total time for one download (default 60)"},
     {"human-max-bytes", OPT_SIZE, OFF(human_max_bytes), 1024, 1L << 34, "BYTES", "largest human CSV accepted (default 64 MiB)"},
+    {"cors-origin", OPT_STR, OFF(cors_origin), 0, 0, "ORIGIN", "let browser pages of this origin (https://host:port) call the API (default off)"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -294,6 +295,21 @@ int ml_parse_listen(const char *listen, char *host, size_t host_len, int *port, 
     return 0;
 }
 
+/* An origin as browsers send it: scheme://host[:port], nothing after (no path, no slash). */
+static int validate_origin(const char *o, ml_err *err) {
+    const char *host = !strncmp(o, "http://", 7) ? o + 7 : !strncmp(o, "https://", 8) ? o + 8 : NULL;
+    size_t n = strlen(o);
+    int bad = !host || !*host || n > ML_CORS_ORIGIN_MAX;
+    for (const char *p = host; !bad && *p; p++)
+        bad = *p == '/' || *p == ',' || *p == '*' || (unsigned char)*p <= ' ' || *p == 0x7f;
+    if (bad)
+        return ml_errf(err, "--cors-origin \"%s\" is not an origin: give scheme://host[:port] "
+                            "as the browser sends it (e.g. http://localhost:8888), at most %d "
+                            "characters, no path or trailing slash, no wildcard",
+                       o, ML_CORS_ORIGIN_MAX);
+    return 0;
+}
+
 int ml_config_validate(const ml_config *c, ml_err *err) {
     static const struct {
         size_t offset;
@@ -308,6 +324,7 @@ int ml_config_validate(const ml_config *c, ml_err *err) {
                                 "(config/demo.json serves the demo bundle)",
                            required[i].flag, required[i].key);
     }
+    if (c->cors_origin && validate_origin(c->cors_origin, err) != 0) return -1;
     char host[256];
     int port;
     return ml_parse_listen(c->listen, host, sizeof host, &port, err);

@@ -12,6 +12,7 @@
 
 #define ML_DEFAULT_LISTEN "127.0.0.1:8080"
 #define ML_DEFAULT_HUMAN_URL "https://osf.io/rsd46/download"
+#define ML_CORS_ORIGIN_MAX 200 /* longest --cors-origin (scheme://host:port) */
 
 typedef struct ml_config {
     char *config_path;   /* the file read, or NULL */
@@ -33,6 +34,7 @@ typedef struct ml_config {
     int human_max_age;       /* seconds before a cached human CSV is revalidated */
     int human_timeout;       /* total seconds for one download */
     size_t human_max_bytes;  /* downloads larger than this fail */
+    char *cors_origin;       /* the one browser origin allowed to call the API; NULL: off */
     int check;               /* --check: load, validate, print, exit */
 } ml_config;
 

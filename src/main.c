@@ -1,6 +1,7 @@
 /* metalignd: start-up, flags, signals. Loads the model and data once, then serves until
  * SIGTERM or SIGINT, when it lets requests in flight finish and exits 0. */
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,29 @@ static double now_seconds(void) {
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
+static sem_t stop_sem;
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) {
+    stop_signal = sig;
+    sem_post(&stop_sem); /* async-signal-safe */
+}
+
+static int install_stop_handlers(void) {
+    if (sem_init(&stop_sem, 0, 0) != 0) return -1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    return sigaction(SIGTERM, &sa, NULL) == 0 && sigaction(SIGINT, &sa, NULL) == 0 ? 0 : -1;
+}
+
+static int wait_for_stop(void) {
+    while (sem_wait(&stop_sem) != 0) continue; /* EINTR: a handler ran on this thread */
+    return stop_signal;
+}
+
 int main(int argc, char **argv) {
     ml_blas_select_core(argv);
 
@@ -82,14 +106,17 @@ int main(int argc, char **argv) {
         return 2;
     }
 
-    /* Signals are taken by sigwait below; every thread started from here inherits the mask.
-     * OpenBLAS's threads, started before main, are no concern: they block every signal
-     * themselves, so SIGTERM can only reach this thread. */
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    /* SIGTERM and SIGINT are caught by a handler, not only blocked for sigwait: OpenBLAS
+     * starts its threads before main with every signal unblocked, and the kernel hands a
+     * process-directed signal to any thread that does not block it, whose default action
+     * would kill the daemon mid-request (seen: exit 143 when the signal came while this
+     * thread was not in sigwait). With a handler, whichever thread takes it only posts the
+     * semaphore main waits on. */
+    if (install_stop_handlers() != 0) {
+        fprintf(stderr, "metalignd: cannot install the SIGTERM/SIGINT handlers\n");
+        ml_config_free(&cfg);
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
 
     double t0 = now_seconds();
@@ -106,14 +133,6 @@ int main(int argc, char **argv) {
         ml_app_free(&app);
         ml_config_free(&cfg);
         return 0;
-    }
-    if (app.model.generation != ML_GEN_SEED) { /* until the engine serves it (issue 14) */
-        fprintf(stderr, "metalignd: cannot start: %s is a later-generation (%s) checkpoint; "
-                        "--check reads it, but its analyses are not served yet\n",
-                app.model.path, ml_arch_name(app.model.meta.model_type));
-        ml_app_free(&app);
-        ml_config_free(&cfg);
-        return 1;
     }
     ml_server server = {0};
     if (ml_server_start(&server, &app, &err) != 0) {
@@ -133,7 +152,7 @@ int main(int argc, char **argv) {
             ml_server_port(&server));
 
     int sig = 0;
-    sigwait(&stop_signals, &sig);
+    sig = wait_for_stop();
     fprintf(stderr, "metalignd: %s received: finishing requests in flight\n",
             sig == SIGTERM ? "SIGTERM" : "SIGINT");
     ml_server_stop(&server, SHUTDOWN_GRACE_SECONDS);

@@ -72,5 +72,7 @@ typedef struct ml_human_data {
 int ml_human_csv_parse(const char *buf, size_t len, const char *name, ml_human_data *out,
                        ml_fetch_code *code, ml_err *err);
 void ml_human_data_free(ml_human_data *d);
+/* The participant id as the CSV writes it, for participant number p (< n_participants). */
+const char *ml_human_participant_name(const ml_human_data *d, int32_t p);
 
 #endif

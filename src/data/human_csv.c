@@ -473,6 +473,11 @@ static int replay_problem(parser *p) {
     return 0;
 }
 
+const char *ml_human_participant_name(const ml_human_data *d, int32_t p) {
+    if (p < 0 || (size_t)p >= d->participant_names.n) return "";
+    return ml_strtab_get(&d->participant_names, (size_t)p);
+}
+
 int ml_human_csv_parse(const char *buf, size_t len, const char *name, ml_human_data *out,
                        ml_fetch_code *code, ml_err *err) {
     memset(out, 0, sizeof *out);

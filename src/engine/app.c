@@ -39,8 +39,10 @@ int ml_app_load(ml_app *app, const ml_config *cfg, ml_err *err) {
     if (ml_dataset_load(&app->data, &paths, err) != 0) return -1;
     if (check_shapes(&app->model, &app->data, err) != 0) return -1;
 
-    app->max_seq = app->model.cfg.pos == ML_POS_LEARNED ? app->model.cfg.max_seq_len
-                                                        : ML_APP_MAX_SEQ_ROPE;
+    /* the model's own limit (learned positions, the later transformer's sl), else the
+     * workspace's */
+    int model_limit = ml_model_max_seq_len(&app->model);
+    app->max_seq = model_limit > 0 ? model_limit : ML_APP_MAX_SEQ_ROPE;
     app->batch_rows = ML_APP_BATCH_ROWS;
     if (app->max_seq > app->batch_rows) app->max_seq = app->batch_rows;
     long cores = ml_cpus_usable(); /* affinity and cgroup quota, not the machine's count */
@@ -121,6 +123,7 @@ static void free_acts(ml_item_acts *a) {
         for (int i = 0; i < a->n_outputs; i++) free(a->outs[i]);
     free(a->outs);
     free(a->logits);
+    free(a->magnitudes);
     memset(a, 0, sizeof *a);
 }
 
@@ -164,6 +167,15 @@ int ml_app_run_items(ml_app *app, ml_worker *w, const int *items, const int *lab
     return r ? ml_runner_run(r, items, labels, B, S, standardize, outs, logits, err) : -1;
 }
 
+int ml_app_forward_items(ml_app *app, ml_worker *w, const int *items, const float *feedback,
+                         int B, int S, int standardize, float **outs, float *logits,
+                         float *magnitudes, ml_err *err) {
+    ml_runner *r = ml_app_runner(app, w, err);
+    return r ? ml_runner_forward(r, items, feedback, B, S, standardize, outs, logits, magnitudes,
+                                 err)
+             : -1;
+}
+
 typedef struct acts_job {
     ml_app *app;
     ml_worker *w;
@@ -173,26 +185,35 @@ typedef struct acts_job {
 static int compute_item_acts(void *arg, ml_err *err) {
     acts_job *job = arg;
     ml_app *app = job->app;
+    const ml_model *m = &app->model;
     ml_item_acts *a = &app->acts[job->in];
     int n = app->data.n_items;
-    size_t C = (size_t)app->model.cfg.hidden_size;
-    a->n_outputs = ml_model_num_outputs(&app->model);
+    size_t W = (size_t)ml_model_width(m), K = (size_t)ml_model_logit_dims(m);
+    a->n_outputs = ml_model_num_outputs(m);
     a->n_items = n;
-    a->hidden = (int)C;
+    a->hidden = (int)W;
+    a->logit_dims = (int)K;
     a->outs = calloc((size_t)a->n_outputs, sizeof *a->outs);
-    a->logits = malloc(sizeof(float) * (size_t)n);
+    a->logits = malloc(sizeof(float) * (size_t)n * K);
+    if (ml_model_has_magnitudes(m)) a->magnitudes = malloc(sizeof(float) * (size_t)n * K);
     int *items = malloc(sizeof(int) * (size_t)n);
-    int ok = a->outs && a->logits && items;
+    int ok = a->outs && a->logits && items && (a->magnitudes || !ml_model_has_magnitudes(m));
     for (int i = 0; ok && i < a->n_outputs; i++)
-        ok = (a->outs[i] = malloc(sizeof(float) * (size_t)n * C)) != NULL;
+        ok = (a->outs[i] = malloc(sizeof(float) * (size_t)n * W)) != NULL;
     if (!ok) {
         free(items);
         free_acts(a);
         return ml_errf(err, "out of memory for the activations of %d items", n);
     }
     for (int i = 0; i < n; i++) items[i] = i;
-    int rc = ml_app_run_items(app, job->w, items, NULL, n, 1, job->in == ML_INPUTS_STANDARDIZED,
-                              a->outs, a->logits, err);
+    int standardize = job->in == ML_INPUTS_STANDARDIZED;
+    /* the seed keeps its own path (ml_runner_run); the later generation needs the generic one
+     * for its magnitude head */
+    int rc = m->generation == ML_GEN_SEED
+                 ? ml_app_run_items(app, job->w, items, NULL, n, 1, standardize, a->outs,
+                                    a->logits, err)
+                 : ml_app_forward_items(app, job->w, items, NULL, n, 1, standardize, a->outs,
+                                        a->logits, a->magnitudes, err);
     free(items);
     if (rc != 0) free_acts(a);
     return rc;

@@ -34,9 +34,11 @@ typedef enum ml_inputs { ML_INPUTS_RAW, ML_INPUTS_STANDARDIZED, ML_N_INPUTS } ml
 typedef struct ml_item_acts {
     int n_outputs;  /* one per ml_model_num_outputs */
     int n_items;
-    int hidden;     /* C */
-    float **outs;   /* n_outputs arrays of (n_items, C) */
-    float *logits;  /* (n_items) */
+    int hidden;     /* W (ml_model_width) */
+    int logit_dims; /* K (ml_model_logit_dims) */
+    float **outs;   /* n_outputs arrays of (n_items, W) */
+    float *logits;  /* (n_items, K) */
+    float *magnitudes; /* (n_items, K) the later generation's magnitude head; else NULL */
 } ml_item_acts;
 
 typedef struct ml_app ml_app;
@@ -89,6 +91,10 @@ ml_runner *ml_app_runner(ml_app *app, ml_worker *w, ml_err *err);
 /* ml_runner_run on the worker's runner. */
 int ml_app_run_items(ml_app *app, ml_worker *w, const int *items, const int *labels, int B, int S,
                      int standardize, float **outs, float *logits, ml_err *err);
+/* ml_runner_forward on the worker's runner (either generation; feedback as it says). */
+int ml_app_forward_items(ml_app *app, ml_worker *w, const int *items, const float *feedback,
+                         int B, int S, int standardize, float **outs, float *logits,
+                         float *magnitudes, ml_err *err);
 
 /* The all-item activations (computed once per kind of input), and whether they are. */
 int ml_app_acts_ready(ml_app *app, ml_inputs in);

@@ -443,6 +443,19 @@ int ml_replay_run(ml_runner *r, int threads, const ml_human_data *h, const ml_re
     memset(res, 0, sizeof *res);
     *code = ML_REPLAY_E_ARG;
     if (check_request(rq, err) != 0) return -1;
+    const ml_model *m = r->model;
+    if (ml_model_feedback(m) != ML_FEEDBACK_LABELS) {
+        /* the human task gives label feedback; this generation was meta-trained on magnitudes
+         * (MODEL.md section 7), which the human data has none of */
+        *code = ML_REPLAY_E_MODEL;
+        return ml_errf(err, "%s is a later-generation (%s) checkpoint: %s, not the label "
+                            "feedback the humans got, so their sequences cannot be replayed "
+                            "on it (the human data has no magnitudes)",
+                       m->path, ml_arch_name(ml_model_arch(m)),
+                       ml_model_feedback(m) == ML_FEEDBACK_NONE
+                           ? "it sees no sequence and no feedback at all"
+                           : "it takes the previous trial's magnitude");
+    }
     *code = ML_REPLAY_E_DATA;
     if (h->replay_problem) return ml_errf(err, "%s", h->replay_problem);
     *code = ML_REPLAY_E_INTERNAL;

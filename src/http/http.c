@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http/headers.h"
 #include "util/blob.h"
 #include "util/buf.h"
 
@@ -18,6 +19,7 @@ struct ml_http {
     struct MHD_Daemon *daemon;
     ml_http_hooks hooks;
     size_t max_body;
+    char *cors_origin;
     int port;
     _Atomic int in_flight;
 };
@@ -82,6 +84,7 @@ static void release_blob(void *blob) { ml_blob_unref(blob); }
 static enum MHD_Result queue(req_ctx *ctx) {
     ml_response *r = &ctx->resp;
     if (!r->status) ml_respond_error(r, 500, "internal", "the request was not answered");
+    ml_headers_finish(&ctx->req, ctx->http->cors_origin, r);
     struct MHD_Response *m;
     if (r->blob) {
         /* The cached bytes themselves: MHD drops our reference once the client has them. */
@@ -105,7 +108,10 @@ static enum MHD_Result queue(req_ctx *ctx) {
         snprintf(s, sizeof s, "%d", r->retry_after);
         MHD_add_response_header(m, MHD_HTTP_HEADER_RETRY_AFTER, s);
     }
-    MHD_add_response_header(m, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    for (int i = 0; i < r->n_headers; i++)
+        MHD_add_response_header(m, r->headers[i].name, r->headers[i].value);
+    /* Clients may keep an answer but must revalidate it (ETag) before reusing it. */
+    MHD_add_response_header(m, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     enum MHD_Result rc = MHD_queue_response(ctx->conn, (unsigned)r->status, m);
     MHD_destroy_response(m);
     return rc;
@@ -115,6 +121,8 @@ static enum MHD_Result queue(req_ctx *ctx) {
 static void run_offloaded(void *arg, void *worker) {
     req_ctx *ctx = arg;
     ctx->http->hooks.slow(ctx->http->hooks.app, worker, ctx->dispatch.route, &ctx->req, &ctx->resp);
+    if (!ctx->resp.status) ml_respond_error(&ctx->resp, 500, "internal", "the request was not answered");
+    ml_headers_finish(&ctx->req, ctx->http->cors_origin, &ctx->resp); /* hashes here, not in I/O */
     MHD_resume_connection(ctx->conn);
 }
 
@@ -130,6 +138,9 @@ static void prepare_request(req_ctx *ctx, const char *method) {
     ctx->req.body = ctx->body.data ? ctx->body.data : "";
     ctx->req.body_len = ctx->body.len;
     ctx->req.accept = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+    ctx->req.if_none_match = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND,
+                                                         MHD_HTTP_HEADER_IF_NONE_MATCH);
+    ctx->req.origin = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, "Origin");
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -194,6 +205,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ml_respond_error(&ctx->resp, 404, "not_found",
                          "no endpoint at %s; see the README for the API (GET /v1/info to start)",
                          ctx->path);
+    } else if (ctx->dispatch.status == 405 && strcmp(method, "OPTIONS") == 0) {
+        ml_headers_preflight(&ctx->req, ctx->dispatch.allow, h->cors_origin, &ctx->resp);
     } else if (ctx->dispatch.status == 405) {
         ml_respond_error(&ctx->resp, 405, "method_not_allowed",
                          "%s is not allowed on %s; use %s", method, ctx->path,
@@ -257,6 +270,11 @@ ml_http *ml_http_start(const ml_http_options *opt, const ml_http_hooks *hooks, m
     }
     h->hooks = *hooks;
     h->max_body = opt->max_body_bytes;
+    if (opt->cors_origin && !(h->cors_origin = strdup(opt->cors_origin))) {
+        free(h);
+        freeaddrinfo(ai);
+        return ml_errp(err, "out of memory");
+    }
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
@@ -272,6 +290,7 @@ ml_http *ml_http_start(const ml_http_options *opt, const ml_http_hooks *hooks, m
         MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!h->daemon) {
+        free(h->cors_origin);
         free(h);
         return ml_errp(err, "listen %s:%d: cannot start the HTTP server (address in use, or "
                             "not an address of this machine?)", opt->host, opt->port);
@@ -294,5 +313,6 @@ void ml_http_stop(ml_http *h, double grace_seconds) {
         nanosleep(&nap, NULL);
     }
     MHD_stop_daemon(h->daemon);
+    free(h->cors_origin);
     free(h);
 }

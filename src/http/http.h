@@ -44,6 +44,7 @@ typedef struct ml_http_options {
     size_t max_body_bytes;
     int connection_limit;
     int idle_timeout;     /* seconds a keep-alive connection may sit idle */
+    const char *cors_origin; /* the one origin CORS allows (copied), or NULL: CORS off */
 } ml_http_options;
 
 ml_http *ml_http_start(const ml_http_options *opt, const ml_http_hooks *hooks, ml_err *err);

@@ -49,6 +49,7 @@ int ml_server_start(ml_server *s, ml_app *app, ml_err *err) {
         .max_body_bytes = app->cfg->max_body_bytes,
         .connection_limit = ML_CONNECTION_LIMIT,
         .idle_timeout = ML_IDLE_TIMEOUT_SECONDS,
+        .cors_origin = app->cfg->cors_origin,
     };
     ml_http_hooks hooks = {
         .app = app,

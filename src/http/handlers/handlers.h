@@ -7,6 +7,13 @@
 #include "http/request.h"
 #include "http/response.h"
 
+/* Limits of the endpoints, named once: the handlers check them and the OpenAPI document
+ * (http/openapi.c) states them. */
+#define ML_ACTS_MAX_ITEMS 4096
+#define ML_ITEMS_MAX_LIMIT 10000
+#define ML_ITEMS_DEFAULT_LIMIT 100
+#define ML_HUMAN_DEFAULT_MAX_TRIAL 99 /* the notebook keeps trial <= 99 for 100 model trials */
+
 /* basic.c: health, discovery, items, metrics, jobs */
 void ml_h_root(ml_app *app, const ml_request *req, ml_response *resp);
 void ml_h_healthz(ml_app *app, const ml_request *req, ml_response *resp);
@@ -34,6 +41,11 @@ void ml_h_curves(ml_app *app, ml_worker *w, const ml_request *req, ml_response *
 void ml_h_human_curves(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
 void ml_h_human_refresh(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
 void ml_h_compare(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
+
+/* dashboard.c: the page, its files, the OpenAPI document */
+void ml_h_dashboard(ml_app *app, const ml_request *req, ml_response *resp);
+void ml_h_dashboard_asset(ml_app *app, const ml_request *req, ml_response *resp);
+void ml_h_openapi(ml_app *app, const ml_request *req, ml_response *resp);
 
 /* replay.c */
 void ml_h_replay_fast(ml_app *app, const ml_request *req, ml_response *resp);

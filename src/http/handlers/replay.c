@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "engine/human_store.h"
+#include "http/format.h"
 #include "http/handlers/handlers.h"
 #include "http/render/render.h"
 #include "http/result_keys.h"
@@ -50,18 +51,10 @@ static int parse_temperature(const ml_request *req, double *out, ml_response *re
     return 0;
 }
 
-/* format=json|csv; without it, an Accept header that names text/csv asks for CSV. */
-static int parse_format(const ml_request *req, int *csv, ml_response *resp) {
-    static const char *const formats[] = {"json", "csv", NULL};
-    int f = req->accept && strstr(req->accept, "text/csv") ? 1 : 0;
-    if (ml_arg_enum(req, "format", formats, &f, resp) != 0) return -1;
-    *csv = f;
-    return 0;
-}
-
 static int parse_replay(const ml_request *req, replay_query *q, ml_response *resp) {
     static const char *const args[] = {"max_trial", "temperature", "baseline", "include_trials",
-                                       "seed", "n_boot", "n_splits", "async", "format", NULL};
+                                       "seed", "n_boot", "n_splits", "async", ML_VIEW_ARGS,
+                                       NULL};
     static const char *const baselines[] = {"none", "logistic", NULL};
     ml_replay_defaults(&q->rq);
     q->async = 0;
@@ -77,9 +70,12 @@ static int parse_replay(const ml_request *req, replay_query *q, ml_response *res
         ml_arg_enum(req, "baseline", baselines, &q->rq.baseline, resp) != 0 ||
         ml_arg_bool(req, "include_trials", &q->rq.include_trials, resp) != 0 ||
         ml_arg_bool(req, "async", &q->async, resp) != 0 ||
-        parse_temperature(req, &q->rq.temperature, resp) != 0 ||
-        parse_format(req, &q->csv, resp) != 0)
+        parse_temperature(req, &q->rq.temperature, resp) != 0)
         return -1;
+    /* one table per request: the trials with include_trials, else the participants */
+    ml_view view;
+    if (ml_view_parse(req, 0, &view, resp) != 0) return -1;
+    q->csv = view.format == ML_FORMAT_CSV;
     if (q->async && q->csv) {
         ml_respond_error(resp, 400, "invalid_argument",
                          "async=true gives a job whose result is JSON; once it is done, ask "

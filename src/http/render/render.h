@@ -32,6 +32,12 @@ void ml_render_warnings(ml_jw *w, const ml_warnings *warn);
  * when no interval was asked (n_boot = 0). */
 void ml_render_curve(ml_jw *w, const ml_curve *c, int n_trials, int n_boot, int with_n);
 
+/* /v1/info's model fields of the generation: generation, model_type, feedback, logit_dims,
+ * magnitudes, mag_std (null for the seed and static linear) and, for the later generation,
+ * what its MetaLearnerConfig governs (heads_source, use_mlp, no_embed, sl). Keys only: the
+ * caller has the object open. */
+void ml_render_model_generation(ml_jw *w, const ml_model *m);
+
 /* POST /v1/learning-curves. */
 void ml_render_sim(ml_jw *w, const ml_app *app, const ml_sim_request *rq,
                    const ml_sim_result *res, const ml_sim_curves *curves,

@@ -1,15 +1,14 @@
 /* GET /v1/human/replay: the replay's result (metalign/replay.h) as JSON through the one
- * writer, and as a tidy CSV table (one row per trial with include_trials, else one per
- * participant sequence). Undefined figures (no trials, no baseline, a constant curve) are
- * null in JSON and empty cells in CSV (pandas reads both as NaN); never a number.
- *
- * The CSV writer is self-contained here (RFC 4180 quoting of the strings that come from the
- * human CSV) so it can later be folded into the shared CSV renderer. */
+ * writer, and as a tidy CSV table through the one CSV writer (one row per trial with
+ * include_trials, else one per participant sequence). Undefined figures (no trials, no
+ * baseline, a constant curve) are null in JSON and empty cells in CSV (pandas reads both as
+ * NaN); never a number. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "http/render/render.h"
+#include "util/csv_writer.h"
 
 #define NOTE_MAX 512
 
@@ -348,91 +347,87 @@ void ml_render_replay(ml_jw *w, const ml_app *app, const ml_replay_result *res,
     ml_jw_object_end(w);
 }
 
-/* ---- CSV ------------------------------------------------------------------------------- */
+/* ---- CSV (util/csv_writer.h) ----------------------------------------------------------- */
 
-/* RFC 4180: a field with a comma, a quote or a line break is quoted, its quotes doubled. */
-static void csv_string(ml_buf *b, const char *s) {
-    if (!strpbrk(s, ",\"\r\n")) {
-        ml_buf_puts(b, s);
-        return;
-    }
-    ml_buf_append(b, "\"", 1);
-    for (const char *q = s; *q; q++) {
-        if (*q == '"') ml_buf_append(b, "\"", 1);
-        ml_buf_append(b, q, 1);
-    }
-    ml_buf_append(b, "\"", 1);
-}
+static const char *const participant_columns[] = {
+    "participant", "dimension", "trials", "unmatched", "incomplete", "human_accuracy",
+    "model_accuracy", "agreement", "temperature", "temperature_at_bound", "nll", "nll_t1",
+    "pseudo_r2", "baseline_temperature", "baseline_temperature_at_bound", "baseline_nll",
+    "baseline_nll_t1", "baseline_pseudo_r2", "baseline_agreement", "baseline_accuracy", NULL};
 
-/* ",<v>" with the fewest digits that read back to v; an empty cell when undefined. */
-static void csv_double(ml_buf *b, double v) {
-    ml_buf_append(b, ",", 1);
-    if (!isfinite(v)) return;
-    char s[32];
-    ml_format_double(s, sizeof s, v);
-    ml_buf_puts(b, s);
-}
+static const char *const trial_columns[] = {
+    "participant", "dimension", "trial", "image", "label", "choice", "correct", "logit",
+    "p_model", "p_choice", "model_correct", "baseline_logit", "p_baseline", "baseline_correct",
+    NULL};
 
-static void csv_fit(ml_buf *b, const ml_replay_fit *f, int with_accuracy_first) {
-    if (with_accuracy_first) {
-        csv_double(b, f->accuracy);
-        csv_double(b, f->agreement);
-    }
-    csv_double(b, f->temperature);
-    ml_buf_append(b, ",", 1);
+static void csv_bound(ml_csv *c, const ml_replay_fit *f) {
     const char *bn = isnan(f->temperature) ? NULL : bound_name(f->at_bound);
-    if (bn) ml_buf_puts(b, bn);
-    csv_double(b, f->nll);
-    csv_double(b, f->nll_t1);
-    csv_double(b, f->pseudo_r2);
-    if (!with_accuracy_first) {
-        csv_double(b, f->agreement);
-        csv_double(b, f->accuracy);
-    }
+    if (bn)
+        ml_csv_string(c, bn);
+    else
+        ml_csv_empty(c);
 }
 
-static void csv_participants(ml_buf *b, const ml_replay_result *res) {
-    ml_buf_puts(b, "participant,dimension,trials,unmatched,incomplete,human_accuracy,"
-                   "model_accuracy,agreement,temperature,temperature_at_bound,nll,nll_t1,"
-                   "pseudo_r2,baseline_temperature,baseline_temperature_at_bound,baseline_nll,"
-                   "baseline_nll_t1,baseline_pseudo_r2,baseline_agreement,baseline_accuracy\n");
+/* temperature, its bound, nll, nll_t1, pseudo_r2 */
+static void csv_fit(ml_csv *c, const ml_replay_fit *f) {
+    ml_csv_double(c, f->temperature);
+    csv_bound(c, f);
+    ml_csv_double(c, f->nll);
+    ml_csv_double(c, f->nll_t1);
+    ml_csv_double(c, f->pseudo_r2);
+}
+
+static void csv_participants(ml_buf *b, const ml_replay_result *res, ml_csv *c) {
+    ml_csv_init(c, b, participant_columns);
     for (size_t i = 0; i < res->n_participants; i++) {
         const ml_replay_participant *p = &res->participants[i];
-        csv_string(b, p->name);
-        ml_buf_printf(b, ",%d,%d,%d,%d", p->dimension, p->trials, p->unmatched, p->incomplete);
-        csv_double(b, p->human_accuracy);
-        csv_fit(b, &p->model, 1);
-        csv_fit(b, &p->baseline, 0);
-        ml_buf_append(b, "\n", 1);
+        ml_csv_string(c, p->name);
+        ml_csv_int(c, p->dimension);
+        ml_csv_int(c, p->trials);
+        ml_csv_int(c, p->unmatched);
+        ml_csv_int(c, p->incomplete);
+        ml_csv_double(c, p->human_accuracy);
+        ml_csv_double(c, p->model.accuracy);
+        ml_csv_double(c, p->model.agreement);
+        csv_fit(c, &p->model);
+        csv_fit(c, &p->baseline);
+        ml_csv_double(c, p->baseline.agreement);
+        ml_csv_double(c, p->baseline.accuracy);
+        ml_csv_row_end(c);
     }
 }
 
-static void csv_trials(ml_buf *b, const ml_replay_result *res) {
-    ml_buf_puts(b, "participant,dimension,trial,image,label,choice,correct,logit,p_model,"
-                   "p_choice,model_correct,baseline_logit,p_baseline,baseline_correct\n");
+static void csv_trials(ml_buf *b, const ml_replay_result *res, ml_csv *c) {
+    ml_csv_init(c, b, trial_columns);
     for (size_t i = 0; i < res->n_trial_rows; i++) {
         const ml_replay_trial *t = &res->trials[i];
         const ml_replay_participant *p = &res->participants[t->seq];
-        csv_string(b, p->name);
-        ml_buf_printf(b, ",%d,%d,", p->dimension, t->trial);
-        csv_string(b, ml_strtab_get(&res->images, (size_t)t->image));
-        ml_buf_printf(b, ",%d,%d,%d,%.9g", t->label, t->choice, t->correct, (double)t->logit);
-        csv_double(b, t->p_model);
-        csv_double(b, t->p_choice);
-        ml_buf_printf(b, ",%d", t->model_correct);
-        csv_double(b, t->baseline_logit);
-        csv_double(b, t->p_baseline);
+        ml_csv_string(c, p->name);
+        ml_csv_int(c, p->dimension);
+        ml_csv_int(c, t->trial);
+        ml_csv_string(c, ml_strtab_get(&res->images, (size_t)t->image));
+        ml_csv_int(c, t->label);
+        ml_csv_int(c, t->choice);
+        ml_csv_int(c, t->correct);
+        ml_csv_float(c, t->logit);
+        ml_csv_double(c, t->p_model);
+        ml_csv_double(c, t->p_choice);
+        ml_csv_int(c, t->model_correct);
+        ml_csv_double(c, t->baseline_logit);
+        ml_csv_double(c, t->p_baseline);
         if (res->request.baseline)
-            ml_buf_printf(b, ",%d\n", t->baseline_correct);
+            ml_csv_int(c, t->baseline_correct);
         else
-            ml_buf_puts(b, ",\n");
+            ml_csv_empty(c);
+        ml_csv_row_end(c);
     }
 }
 
 int ml_render_replay_csv(ml_buf *out, const ml_replay_result *res) {
+    ml_csv c;
     if (res->request.include_trials)
-        csv_trials(out, res);
+        csv_trials(out, res, &c);
     else
-        csv_participants(out, res);
-    return out->oom ? -1 : 0;
+        csv_participants(out, res, &c);
+    return ml_csv_finish(&c);
 }
