@@ -9,8 +9,8 @@ run it once first). The CSV is served over loopback by a thread of this script.
 
 Usage: [OPENBLAS_CORETYPE=SkylakeX] bench/replay_http.py [--build build] [--threads 2]
                                   [--port 18641] [--reps 20]
-(run_replay.py times both sides with OPENBLAS_CORETYPE=SkylakeX; the daemon otherwise keeps
-the core OpenBLAS detects, which on an AVX-512 AMD guest is a slower one.)
+(run_replay.py times both sides with OPENBLAS_CORETYPE=SkylakeX; set it here too for figures
+beside those. The daemon inherits the caller's environment, OPENBLAS_* included.)
 """
 import argparse
 import http.client
