@@ -35,7 +35,7 @@ static const opt_def options[] = {
     {"things-images", OPT_PATH, OFF(things_images), 0, 0, "DIR|LISTFILE", "THINGS images, for per-image backbones"},
     {"human-url", OPT_STR, OFF(human_url), 0, 0, "URL", "human data CSV (default " ML_DEFAULT_HUMAN_URL ")"},
     {"cache-dir", OPT_PATH, OFF(cache_dir), 0, 0, "DIR", "where downloaded data is kept"},
-    {"threads", OPT_INT, OFF(threads), 0, 256, "N", "compute threads (default: all cores)"},
+    {"threads", OPT_INT, OFF(threads), 0, 256, "N", "compute threads (default: the CPUs this process may use)"},
     {"http-threads", OPT_INT, OFF(http_threads), 1, 256, "N", "HTTP I/O threads (default 4)"},
     {"max-body-bytes", OPT_SIZE, OFF(max_body_bytes), 64, 1L << 30, "BYTES", "largest request body (default 4 MiB)"},
     {"max-jobs", OPT_INT, OFF(max_jobs), 1, 100000, "N", "queued + running jobs (default 16)"},
@@ -54,6 +54,7 @@ static const opt_def options[] = {
     {"max-sync-rows", OPT_LLONG, OFF(max_sync_rows), 1, 1LL << 40, "N", "episodes x seq_len a request may simulate without ?async=true (default 1000000)"},
     {"result-cache-bytes", OPT_SIZE, OFF(result_cache_bytes), 1L << 20, 1LL << 40, "BYTES", "memory for cached answers and finished jobs' results (default 256 MiB)"},
     {"shutdown-grace", OPT_INT, OFF(shutdown_grace), 0, 3600, "SECONDS", "SIGTERM: finish what is running, cancel what is left, exit by then (default 30)"},
+    {"cors-origin", OPT_STR, OFF(cors_origin), 0, 0, "ORIGIN", "let browser pages of this origin (https://host:port) call the API (default off)"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -321,6 +322,21 @@ int ml_parse_listen(const char *listen, char *host, size_t host_len, int *port, 
     return 0;
 }
 
+/* An origin as browsers send it: scheme://host[:port], nothing after (no path, no slash). */
+static int validate_origin(const char *o, ml_err *err) {
+    const char *host = !strncmp(o, "http://", 7) ? o + 7 : !strncmp(o, "https://", 8) ? o + 8 : NULL;
+    size_t n = strlen(o);
+    int bad = !host || !*host || n > ML_CORS_ORIGIN_MAX;
+    for (const char *p = host; !bad && *p; p++)
+        bad = *p == '/' || *p == ',' || *p == '*' || (unsigned char)*p <= ' ' || *p == 0x7f;
+    if (bad)
+        return ml_errf(err, "--cors-origin \"%s\" is not an origin: give scheme://host[:port] "
+                            "as the browser sends it (e.g. http://localhost:8888), at most %d "
+                            "characters, no path or trailing slash, no wildcard",
+                       o, ML_CORS_ORIGIN_MAX);
+    return 0;
+}
+
 int ml_config_validate(const ml_config *c, ml_err *err) {
     static const struct {
         size_t offset;
@@ -342,6 +358,7 @@ int ml_config_validate(const ml_config *c, ml_err *err) {
     if (c->human_retry_min > c->human_retry_max)
         return ml_errf(err, "--human-retry-min %d is above --human-retry-max %d; lower it",
                        c->human_retry_min, c->human_retry_max);
+    if (c->cors_origin && validate_origin(c->cors_origin, err) != 0) return -1;
     char host[256];
     int port;
     return ml_parse_listen(c->listen, host, sizeof host, &port, err);

@@ -12,6 +12,7 @@
 
 #define ML_DEFAULT_LISTEN "127.0.0.1:8080"
 #define ML_DEFAULT_HUMAN_URL "https://osf.io/rsd46/download"
+#define ML_CORS_ORIGIN_MAX 200 /* longest --cors-origin (scheme://host:port) */
 
 typedef struct ml_config {
     char *config_path;   /* the file read, or NULL */
@@ -33,6 +34,7 @@ typedef struct ml_config {
     int human_max_age;       /* seconds before a cached human CSV is revalidated */
     int human_timeout;       /* total seconds for one download */
     size_t human_max_bytes;  /* downloads larger than this fail */
+    char *cors_origin;       /* the one browser origin allowed to call the API; NULL: off */
     int human_min_refresh;   /* seconds between two downloads asked by POST /v1/human/refresh */
     int human_retry_min;     /* seconds before the first automatic retry after a failure */
     int human_retry_max;     /* cap of the doubling retry delay */
@@ -66,7 +68,7 @@ int ml_config_load_file(ml_config *c, const char *path, ml_err *err);
 int ml_config_validate(const ml_config *c, ml_err *err);
 void ml_config_free(ml_config *c);
 
-/* Splits "HOST:PORT" ("[::1]:80" for IPv6); host points into buf. */
+/* Splits "HOST:PORT" ("[::1]:80" for IPv6) into host (host_len bytes) and *port. */
 int ml_parse_listen(const char *listen, char *host, size_t host_len, int *port, ml_err *err);
 
 void ml_config_usage(FILE *out);

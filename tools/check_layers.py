@@ -27,7 +27,8 @@ CORE_PRIVATE = {"io", "model", "data", "analysis"}
 DAEMON = {"engine", "http", "main"}
 # headers that are a contract over several sources (documented in the README)
 SHARED_HEADERS = {"src/http/handlers/handlers.h", "src/http/render/render.h",
-                  "src/io/tensorset_build.h"}
+                  "src/io/tensorset_build.h",
+                  "src/model/vec.h"}  # header-only: the vector kernels' inline helpers
 LONG_FILES = {"src/io/pickle.c"}
 # The public API (include/metalign/NAME.h) and the layer of the module behind each header.
 PUBLIC = {"err": "util", "blas": "util", "rng": "util", "sha256": "util",
@@ -35,7 +36,8 @@ PUBLIC = {"err": "util", "blas": "util", "rng": "util", "sha256": "util",
           "model": "model",
           "dataset": "data", "episodes": "data", "human_csv": "data",
           "stats": "analysis", "curve": "analysis", "cka": "analysis", "human_curves": "analysis",
-          "runner": "engine", "simulate": "engine"}
+          "temperature": "analysis", "baseline": "analysis", "panel": "analysis",
+          "runner": "engine", "simulate": "engine", "replay": "engine"}
 MAX_LINES = 600
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 

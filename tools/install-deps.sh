@@ -6,11 +6,18 @@ set -eu
 
 profile=${1:-test}
 
-runtime="libmicrohttpd12 libjansson4 libopenblas0-pthread libcurl4 libzip4 zlib1g libcsv3 ca-certificates curl"
+# libjs-dygraphs: the dashboard's charting library. The build embeds it (the daemon serves it
+# from memory); the runtime profile carries the package too, with its licence, so an image
+# holds the library it serves. libhdf5: HDF5 backbones (the research code's current files).
+runtime="libmicrohttpd12 libjansson4 libopenblas0-pthread libcurl4 libzip4 zlib1g libcsv3 libhdf5-103-1 ca-certificates curl libjs-dygraphs"
 build="gcc libc6-dev pkg-config meson ninja-build libmicrohttpd-dev libjansson-dev libopenblas-dev
-       libcurl4-openssl-dev libzip-dev zlib1g-dev libcsv-dev curl ca-certificates"
+       libcurl4-openssl-dev libzip-dev zlib1g-dev libcsv-dev libhdf5-dev curl ca-certificates
+       libjs-dygraphs"
 # clang + its runtime give libFuzzer and the sanitizer runtimes the test suite uses.
 test_extra="clang libclang-rt-14-dev"
+# The dashboard's browser test (tests/http/test_dashboard.py): headless chromium driven through
+# chromedriver; pandas reads the CSV tables back (tests/reference/test_csv_pandas.py).
+browser="chromium chromium-driver python3-pandas"
 # The container test (tools/test_container.sh, as root): debootstrap makes a bookworm base image
 # without a registry, podman builds the Dockerfile on it. podman builds in-process (no buildah
 # binary) and root's store uses the kernel's overlayfs, so neither buildah nor fuse-overlayfs.
@@ -19,7 +26,7 @@ container="podman debootstrap"
 case "$profile" in
   runtime) want="$runtime" ;;
   build) want="$build" ;;
-  test) want="$build $test_extra $container" ;;
+  test) want="$build $test_extra $browser $container" ;;
   *) echo "usage: $0 [build|test|runtime]" >&2; exit 2 ;;
 esac
 

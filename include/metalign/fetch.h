@@ -45,6 +45,12 @@ typedef struct ml_fetch_request {
     const char *etag;          /* sent as If-None-Match when non-empty */
     const char *last_modified; /* sent as If-Modified-Since when non-empty */
     const int *cancel;         /* non-zero (read atomically) aborts the transfer; may be NULL */
+    /* Name resolution without DNS, for tests (the daemon leaves both empty): resolve is a
+     * NULL-terminated list of "host:port:address" answers used instead of a lookup
+     * (libcurl's CURLOPT_RESOLVE); with resolve_only set, every other host, IP literals
+     * included, fails with ML_FETCH_E_DNS before any resolver is asked. */
+    const char *const *resolve;
+    int resolve_only;
 } ml_fetch_request;
 
 typedef struct ml_fetch_result {

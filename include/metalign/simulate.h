@@ -2,6 +2,22 @@
  * on sampled episodes, all episodes of a forward call going through each GEMM together, and
  * the outcomes are aggregated into p(correct) per trial with bootstrap intervals.
  *
+ * Each generation plays its own task:
+ *   - the seed (label feedback): ThingsFunctionLearning episodes (ml_episode_sample), every
+ *     episode seq_len trials, trial t fed the one-hot of label t-1;
+ *   - the later generation (MODEL.md section 7): FunctionDataset episodes
+ *     (ml_fn_episode_sample), no flip, trial t fed magnitude t-1 (y - m); an episode has
+ *     L <= seq_len trials (fewer when one side of the median runs out), so trial t of the
+ *     curves counts only the episodes longer than t (the curve's n). Beside p(correct), the
+ *     magnitude head's squared error per trial and R^2 over all trials. The static linear
+ *     model sees no sequence: it takes the same episodes, but every trial is predicted from
+ *     its item alone (its curve is flat up to sampling noise: the no-learning baseline).
+ *     Which head column scores an episode: column 0 when the model has one (K = 1); with K > 1
+ *     columns (static linear, num_dims) column k predicts target dimension k, so an episode of
+ *     dimension d is scored on column d (dims must then be < K).
+ *   Features are what rq->standardize says; ml_sim_model_defaults sets each generation's own
+ *   (the seed's ThingsFunctionLearning standardises, FunctionDataset feeds them raw).
+ *
  * Same request, same answer: episode e draws only from the stream (seed, e) (episodes.h), and
  * the intervals draw from streams of their own (ml_sim_curves below), so the answer depends
  * neither on batching nor on threads nor on the machine. */
@@ -36,21 +52,33 @@ typedef struct ml_sim_request {
 /* The notebook's defaults: dims [0,1,2], 128 episodes of 100 trials, seed 0, standardised,
  * loss over batches of 64, ML_N_BOOT_DEFAULT resamples. 0, or -1 when out of memory. */
 int ml_sim_defaults(ml_sim_request *rq);
+/* After ml_sim_defaults: the defaults that depend on the model's generation (standardize:
+ * 1 for the seed, 0 for the later generation, whose research code feeds raw features). */
+void ml_sim_model_defaults(ml_sim_request *rq, const ml_model *m);
 /* Replaces rq->dims with a copy of dims (n values). */
 int ml_sim_set_dims(ml_sim_request *rq, const int *dims, int n);
 int ml_sim_request_copy(ml_sim_request *dst, const ml_sim_request *src);
 void ml_sim_request_free(ml_sim_request *rq);
 
-/* Raw outcome: per episode and trial. */
+/* Raw outcome: per episode and trial. Trials t >= length[e] of episode e are padding (their
+ * values are undefined and never scored). */
 typedef struct ml_sim_result {
     int episodes, seq_len;
     int *dim;               /* (E) */
+    int *length;            /* (E) trials of each episode (seq_len for the seed) */
     int *items;             /* (E, S) */
     int *labels;            /* (E, S) */
-    float *logits;          /* (E, S) */
+    float *logits;          /* (E, S) the scored head column */
     unsigned char *correct; /* (E, S) */
-    double loss;            /* the notebook's: mean over batches of the batch-mean BCE */
-    double accuracy;
+    double loss;            /* the notebook's: mean over batches of the batch-mean BCE (the
+                             * later generation: over the batch's scored trials) */
+    double accuracy;        /* over all scored trials */
+    long long trials;       /* scored trials: the sum of length */
+    /* the later generation only (NULL / NaN for the seed) */
+    float *magnitudes;      /* (E, S) each trial's own y - m, fed to the next trial */
+    float *pred_magnitudes; /* (E, S) the magnitude head, same column as logits */
+    double magnitude_mse;   /* mean squared error over all scored trials */
+    double magnitude_r2;    /* 1 - SSE / SST over all scored trials (SST about their mean) */
 } ml_sim_result;
 
 /* Progress and cancellation hooks (may be NULL): progress(ctx, episodes done) after every
@@ -61,6 +89,9 @@ typedef struct ml_sim_hooks {
     void *ctx;
 } ml_sim_hooks;
 
+/* What rq asks of the model alone: every dim has a head column (models with K > 1 columns);
+ * 0 or -1 with err. Part of ml_sim_check. */
+int ml_sim_check_model(const ml_model *m, const ml_sim_request *rq, ml_err *err);
 /* Checks rq against the runner's model and data (dims, seq_len, sizes); 0 or -1 with err. */
 int ml_sim_check(const ml_runner *r, const ml_sim_request *rq, ml_err *err);
 /* Runs the simulation; 0, -1 with err, or 1 when cancelled. */
@@ -76,7 +107,10 @@ typedef struct ml_sim_group {
     int dimension;        /* -1 for all episodes */
     int episodes;
     double accuracy;      /* NaN without episodes */
-    ml_curve curve;       /* n: episodes at each trial */
+    ml_curve curve;       /* n: episodes at each trial (those that reach it) */
+    /* the later generation (res->pred_magnitudes): NULL / NaN for the seed */
+    double *mse;          /* (seq_len) squared magnitude error per trial; NaN where n = 0 */
+    double r2;            /* R^2 of the magnitudes over the group's scored trials */
 } ml_sim_group;
 
 typedef struct ml_sim_curves {

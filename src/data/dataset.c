@@ -7,8 +7,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
+#include "io/hdf5.h"
 #include "io/npy.h"
 #include "io/textmat.h"
 #include "data/things.h"
@@ -60,6 +62,10 @@ void ml_dataset_free(ml_dataset *d) {
     free(d->targets_path);
     free(d->ids_path);
     free(d->images_path);
+    free(d->col_mean);
+    free(d->col_scale);
+    if (d->images) ml_imagelist_free(d->images);
+    free(d->images);
     if (d->id_index) free(((id_index *)d->id_index)->slots);
     free(d->id_index);
     memset(d, 0, sizeof *d);
@@ -98,11 +104,53 @@ static int load_targets(ml_dataset *d, const char *path, ml_err *err) {
     return 0;
 }
 
+/* A backbone matrix: .npy / .npz (numpy) or .h5 / .hdf5 (HDF5, MODEL.md section 7), opened
+ * for rows on demand. */
+typedef struct backbone {
+    int hdf5;
+    ml_npmat np;
+    ml_h5mat h5;
+    int64_t rows, cols;
+} backbone;
+
+static int ends_with_ci(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcasecmp(s + n - k, suffix) == 0;
+}
+
+static int backbone_open(backbone *b, const char *path, ml_err *err) {
+    memset(b, 0, sizeof *b);
+    b->hdf5 = ends_with_ci(path, ".h5") || ends_with_ci(path, ".hdf5") || ml_h5_is_hdf5(path);
+    if (b->hdf5) {
+        if (ml_h5mat_open(&b->h5, path, err)) return -1;
+        b->rows = b->h5.rows;
+        b->cols = b->h5.cols;
+        return 0;
+    }
+    if (ml_npmat_open(&b->np, path, err)) return -1;
+    b->rows = b->np.rows;
+    b->cols = b->np.cols;
+    return 0;
+}
+
+static int backbone_read_rows(backbone *b, const int64_t *rows, size_t n, float *out,
+                              ml_err *err) {
+    return b->hdf5 ? ml_h5mat_read_rows(&b->h5, rows, n, out, err)
+                   : ml_npmat_read_rows(&b->np, rows, n, out, err);
+}
+
+static void backbone_free(backbone *b) {
+    if (b->hdf5)
+        ml_h5mat_free(&b->h5);
+    else
+        ml_npmat_free(&b->np);
+}
+
 /* The backbone rows of the ids: all rows of a per-concept file, or each concept's first
  * image of a per-image file (through the image list). */
 static int load_backbone(ml_dataset *d, const ml_data_paths *p, ml_err *err) {
-    ml_npmat m;
-    if (ml_npmat_open(&m, p->backbone, err)) return -1;
+    backbone m;
+    if (backbone_open(&m, p->backbone, err)) return -1;
     d->backbone_rows = m.rows;
     int64_t *rows = NULL;
     int rc = 0;
@@ -123,8 +171,15 @@ static int load_backbone(ml_dataset *d, const ml_data_paths *p, ml_err *err) {
         if (rc == 0)
             rc = ml_things_align(&l, p->things_images, d->ids, (size_t)d->n_items, d->ids_path,
                                  rows, err);
-        if (rc == 0) d->per_image = 1;
-        ml_imagelist_free(&l);
+        if (rc == 0) {
+            d->per_image = 1;
+            /* kept (sorted, row i = image i) for ml_dataset_image_row */
+            if (!(d->images = malloc(sizeof l))) rc = ml_errf(err, "out of memory");
+        }
+        if (d->images)
+            memcpy(d->images, &l, sizeof l);
+        else
+            ml_imagelist_free(&l);
     } else if (m.rows != d->n_items) {
         rc = ml_errf(err,
                      "%s has %lld rows but %s has %d ids; a per-image backbone needs "
@@ -139,9 +194,9 @@ static int load_backbone(ml_dataset *d, const ml_data_paths *p, ml_err *err) {
         d->X = malloc((size_t)d->n_items * (size_t)m.cols * sizeof *d->X);
         if (!d->X) rc = ml_errf(err, "%s: out of memory", p->backbone);
     }
-    if (rc == 0) rc = ml_npmat_read_rows(&m, rows, (size_t)d->n_items, d->X, err);
+    if (rc == 0) rc = backbone_read_rows(&m, rows, (size_t)d->n_items, d->X, err);
     free(rows);
-    ml_npmat_free(&m);
+    backbone_free(&m);
     if (rc) return -1;
     size_t n = (size_t)d->n_items * (size_t)d->backbone_dim;
     for (size_t i = 0; i < n; i++)
@@ -152,16 +207,20 @@ static int load_backbone(ml_dataset *d, const ml_data_paths *p, ml_err *err) {
     return 0;
 }
 
+/* One row standardised as X_std is: in double, then rounded to float. */
+static void standardize_row(const ml_dataset *d, const float *x, float *out) {
+    for (int j = 0; j < d->backbone_dim; j++)
+        out[j] = (float)((x[j] - d->col_mean[j]) / d->col_scale[j]);
+}
+
 /* X_std = (X - mean) / (std + 1e-8) per column, std the n - 1 estimate, in double. */
 static int standardize(ml_dataset *d, ml_err *err) {
     size_t n = (size_t)d->n_items, D = (size_t)d->backbone_dim;
     double *mean = calloc(D, sizeof *mean), *var = calloc(D, sizeof *var);
     d->X_std = malloc(n * D * sizeof *d->X_std);
-    if (!mean || !var || !d->X_std) {
-        free(mean);
-        free(var);
-        return ml_errf(err, "out of memory");
-    }
+    d->col_mean = mean;
+    d->col_scale = var;
+    if (!mean || !var || !d->X_std) return ml_errf(err, "out of memory");
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < D; j++) mean[j] += d->X[i * D + j];
     for (size_t j = 0; j < D; j++) mean[j] /= (double)n;
@@ -171,11 +230,7 @@ static int standardize(ml_dataset *d, ml_err *err) {
             var[j] += c * c;
         }
     for (size_t j = 0; j < D; j++) var[j] = sqrt(var[j] / (double)(n - 1)) + 1e-8;
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < D; j++)
-            d->X_std[i * D + j] = (float)((d->X[i * D + j] - mean[j]) / var[j]);
-    free(mean);
-    free(var);
+    for (size_t i = 0; i < n; i++) standardize_row(d, d->X + i * D, d->X_std + i * D);
     return 0;
 }
 
@@ -240,4 +295,49 @@ int ml_dataset_load(ml_dataset *d, const ml_data_paths *p, ml_err *err) {
 fail:
     ml_dataset_free(d);
     return -1;
+}
+
+static int cmp_image(const void *key, const void *elem) {
+    const ml_image *a = key, *b = elem;
+    int c = strcmp(a->concept, b->concept);
+    return c ? c : strcmp(a->file, b->file);
+}
+
+int64_t ml_dataset_image_row(const ml_dataset *d, const char *concept, const char *file) {
+    const ml_imagelist *l = d->images;
+    if (!l || !concept || !file) return -1;
+    /* The list is sorted by (concept, file), each compared as bytes: strcmp's order. */
+    ml_image key = {(char *)concept, (char *)file, 0};
+    const ml_image *hit = bsearch(&key, l->items, l->n, sizeof *l->items, cmp_image);
+    return hit ? (int64_t)(hit - l->items) : -1;
+}
+
+int ml_dataset_read_std_rows(const ml_dataset *d, const int64_t *rows, size_t n, float *out,
+                             ml_err *err) {
+    size_t D = (size_t)d->backbone_dim;
+    for (size_t i = 0; i < n; i++)
+        if (rows[i] < 0 || rows[i] >= d->backbone_rows)
+            return ml_errf(err, "%s: row %lld is out of range (the file has %lld rows)",
+                           d->backbone_path, (long long)rows[i], (long long)d->backbone_rows);
+    ml_npmat m;
+    if (ml_npmat_open(&m, d->backbone_path, err)) return -1;
+    int rc = 0;
+    if (m.rows != d->backbone_rows || m.cols != (int64_t)D)
+        rc = ml_errf(err,
+                     "%s is now %lld x %lld but was %lld x %zu when the daemon started; "
+                     "restart it after replacing the backbone",
+                     d->backbone_path, (long long)m.rows, (long long)m.cols,
+                     (long long)d->backbone_rows, D);
+    if (rc == 0) rc = ml_npmat_read_rows(&m, rows, n, out, err);
+    ml_npmat_free(&m);
+    if (rc) return -1;
+    for (size_t i = 0; i < n; i++) {
+        float *x = out + i * D;
+        for (size_t j = 0; j < D; j++)
+            if (!isfinite(x[j]))
+                return ml_errf(err, "%s: row %lld (column %zu) is not finite", d->backbone_path,
+                               (long long)rows[i], j);
+        standardize_row(d, x, x);
+    }
+    return 0;
 }

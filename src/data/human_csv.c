@@ -1,5 +1,5 @@
-/* The human CSV: libcsv splits fields (quotes, CRLF), this file finds the four columns by name
- * and turns their text into numbers. libcsv does not count lines, so the input is fed one
+/* The human CSV: libcsv splits fields (quotes, CRLF), this file finds the columns by name and
+ * turns their text into numbers. libcsv does not count lines, so the input is fed one
  * physical line at a time and every message can name the line it is about. */
 #include <csv.h>
 #include <errno.h>
@@ -12,114 +12,64 @@
 
 #include "metalign/human_csv.h"
 #include "util/buf.h"
+#include "util/intern.h"
 
-enum { COL_PARTICIPANT, COL_TRIAL, COL_DIMENSION, COL_CORRECT, N_REQUIRED };
-static const char *const required_names[N_REQUIRED] = {"participant", "trial", "dimension",
-                                                       "correct"};
-
-/* Participant names -> dense ids (open addressing; the table stays at most half full). */
-typedef struct intern {
-    size_t cap;        /* slots, a power of two */
-    size_t n;
-    int32_t *slot_id;  /* -1 = empty */
-    uint64_t *slot_hash;
-    size_t *offsets;   /* (n) start of each name in arena */
-    char *arena;
-    size_t arena_len, arena_cap;
-} intern;
+/* The four columns every use needs, then the replay's optional three. */
+enum {
+    COL_PARTICIPANT,
+    COL_TRIAL,
+    COL_DIMENSION,
+    COL_CORRECT,
+    N_REQUIRED,
+    COL_CHOICE = N_REQUIRED,
+    COL_LABEL,
+    COL_IMAGE,
+    N_COLS
+};
+static const char *const col_names[N_COLS] = {"participant", "trial", "dimension", "correct",
+                                              "choice", "true_category_binary", "image"};
 
 typedef struct parser {
     const char *name;
-    int quiet;          /* messages never quote the input (it came from an upstream) */
+    int quiet;            /* messages never quote the input (it came from an upstream) */
     ml_human_data *out;
     size_t cap_rows;
-    intern names;
+    ml_intern names, images, concepts, files;
+    size_t cap_images;    /* of out->image_concept / image_file */
 
     size_t line;          /* physical line being fed, 1-based */
     size_t record_line;   /* line the current record started on */
     int field;            /* index of the next field in the current record */
     int header_done;
     int n_cols;           /* header fields */
-    int col[N_REQUIRED];  /* header position of each required column */
+    int col[N_COLS];      /* header position of each column, -1 if absent */
     ml_buf header;        /* the header's names, for messages */
 
     /* The record being read. */
-    int32_t v_participant, v_trial, v_dimension;
+    int32_t v_participant, v_trial, v_dimension, v_image;
     int v_correct;        /* 0, 1, or -1 for NA */
+    int v_choice, v_label; /* 0, 1, -1 for NA (also when the column is absent) */
+
+    /* Where the record boundaries fall, to tell whether a line ends inside a quoted field
+     * without reading libcsv's private state: events counts fields and records, last_record
+     * says the latest event ended a record. */
+    size_t events;
+    int last_record;
+
+    char *opt_problem;    /* first bad cell of an optional column (it only stops the replay) */
 
     int failed;
     ml_fetch_code code;
     ml_err *err;
 } parser;
 
-static uint64_t fnv1a(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
-
-static void intern_free(intern *t) {
-    free(t->slot_id);
-    free(t->slot_hash);
-    free(t->offsets);
-    free(t->arena);
-    memset(t, 0, sizeof *t);
-}
-
-static int intern_grow(intern *t) {
-    size_t cap = t->cap ? t->cap * 2 : 1024;
-    int32_t *ids = malloc(cap * sizeof *ids);
-    uint64_t *hashes = malloc(cap * sizeof *hashes);
-    size_t *offsets = realloc(t->offsets, cap / 2 * sizeof *offsets);
-    if (!ids || !hashes || !offsets) {
-        free(ids);
-        free(hashes);
-        if (offsets) t->offsets = offsets;
-        return -1;
-    }
-    t->offsets = offsets;
-    for (size_t i = 0; i < cap; i++) ids[i] = -1;
-    for (size_t i = 0; i < t->cap; i++) {
-        if (t->slot_id[i] < 0) continue;
-        size_t j = t->slot_hash[i] & (cap - 1);
-        while (ids[j] >= 0) j = (j + 1) & (cap - 1);
-        ids[j] = t->slot_id[i];
-        hashes[j] = t->slot_hash[i];
-    }
-    free(t->slot_id);
-    free(t->slot_hash);
-    t->slot_id = ids;
-    t->slot_hash = hashes;
-    t->cap = cap;
-    return 0;
-}
-
-/* The id of name s (n bytes), adding it when new; -1 when out of memory. */
-static int32_t intern_id(intern *t, const char *s, size_t n) {
-    if ((t->n + 1) * 2 > t->cap && intern_grow(t) != 0) return -1;
-    uint64_t h = fnv1a(s, n);
-    size_t j = h & (t->cap - 1);
-    for (; t->slot_id[j] >= 0; j = (j + 1) & (t->cap - 1)) {
-        int32_t id = t->slot_id[j];
-        const char *name = t->arena + t->offsets[id];
-        if (t->slot_hash[j] == h && strlen(name) == n && memcmp(name, s, n) == 0) return id;
-    }
-    if (t->n >= INT32_MAX) return -1;
-    if (t->arena_len + n + 1 > t->arena_cap) {
-        size_t cap = t->arena_cap ? t->arena_cap : 4096;
-        while (cap < t->arena_len + n + 1) cap *= 2;
-        char *a = realloc(t->arena, cap);
-        if (!a) return -1;
-        t->arena = a;
-        t->arena_cap = cap;
-    }
-    memcpy(t->arena + t->arena_len, s, n);
-    t->arena[t->arena_len + n] = '\0';
-    t->offsets[t->n] = t->arena_len;
-    t->arena_len += n + 1;
-    t->slot_id[j] = (int32_t)t->n;
-    t->slot_hash[j] = h;
-    return (int32_t)t->n++;
+/* Hands the names over as a table and frees the lookup slots. */
+static void intern_take(ml_intern *t, ml_strtab *out) {
+    out->n = t->n;
+    out->off = t->offsets;
+    out->arena = t->arena;
+    t->offsets = NULL;
+    t->arena = NULL;
 }
 
 /* Stops the parse with a message; the first failure wins. */
@@ -146,7 +96,7 @@ static void excerpt(const char *s, size_t n, char out[48]) {
     strcpy(out + m, n > 40 ? "..." : "");
 }
 
-/* A field for messages: "its excerpt" in quotes, or, quiet, only its size. */
+/* A field for messages: its excerpt in quotes, or, quiet, only its size. */
 static void describe(const parser *p, const char *s, size_t n, char out[64]) {
     char ex[48];
     if (p->quiet) {
@@ -210,15 +160,65 @@ static int parse_bool(const char *s, size_t n) {
 static void header_field(parser *p, const char *s, size_t n) {
     if (p->field == 0) p->record_line = p->line;
     trim(&s, &n);
-    for (int k = 0; k < N_REQUIRED; k++)
-        if (p->col[k] < 0 && strlen(required_names[k]) == n &&
-            memcmp(required_names[k], s, n) == 0)
+    for (int k = 0; k < N_COLS; k++)
+        if (p->col[k] < 0 && strlen(col_names[k]) == n && memcmp(col_names[k], s, n) == 0)
             p->col[k] = p->field;
     if (p->header.len < 200 && !p->quiet) {
         char ex[48];
         excerpt(s, n, ex);
         ml_buf_printf(&p->header, "%s\"%s\"", p->field ? ", " : "", ex);
     }
+}
+
+/* A bad cell in an optional column: remembered (the first one) for the replay's message; the
+ * parse goes on, since the curves do not read the column. */
+static void optional_bad(parser *p, int k, const char *s, size_t n, const char *expected) {
+    if (p->opt_problem) return;
+    char ex[64], msg[ML_ERR_MAX];
+    describe(p, s, n, ex);
+    snprintf(msg, sizeof msg, "line %zu: column \"%s\" is %s, not %s", p->record_line,
+             col_names[k], ex, expected);
+    p->opt_problem = strdup(msg);
+    if (!p->opt_problem) fail(p, ML_FETCH_E_INTERNAL, "out of memory");
+}
+
+/* The concept (folder) and file of a new distinct image: its last two '/'-separated
+ * components, as data/things.h reads image paths. */
+static int image_parts(parser *p, int32_t id, const char *s, size_t n) {
+    ml_human_data *d = p->out;
+    if ((size_t)id >= p->cap_images) {
+        size_t cap = p->cap_images ? p->cap_images * 2 : 1024;
+        int32_t *c = realloc(d->image_concept, cap * sizeof *c);
+        if (c) d->image_concept = c;
+        int32_t *f = realloc(d->image_file, cap * sizeof *f);
+        if (f) d->image_file = f;
+        if (!c || !f) return -1;
+        p->cap_images = cap;
+    }
+    const char *slash = memrchr(s, '/', n);
+    const char *file = slash ? slash + 1 : s;
+    d->image_file[id] = ml_intern_id(&p->files, file, n - (size_t)(file - s));
+    if (d->image_file[id] < 0) return -1;
+    d->image_concept[id] = -1;
+    if (slash && slash > s) {
+        const char *prev = memrchr(s, '/', (size_t)(slash - s));
+        const char *c = prev ? prev + 1 : s;
+        if (slash > c) {
+            d->image_concept[id] = ml_intern_id(&p->concepts, c, (size_t)(slash - c));
+            if (d->image_concept[id] < 0) return -1;
+        }
+    }
+    return 0;
+}
+
+static void image_field(parser *p, const char *s, size_t n) {
+    p->v_image = -1;
+    if (is_na(s, n)) return;
+    size_t before = p->images.n;
+    p->v_image = ml_intern_id(&p->images, s, n);
+    if (p->v_image < 0 ||
+        ((size_t)p->v_image == before && image_parts(p, p->v_image, s, n) != 0))
+        fail(p, ML_FETCH_E_INTERNAL, "out of memory");
 }
 
 static void data_field(parser *p, const char *s, size_t n) {
@@ -230,7 +230,7 @@ static void data_field(parser *p, const char *s, size_t n) {
                  p->record_line);
             return;
         }
-        p->v_participant = intern_id(&p->names, s, n);
+        p->v_participant = ml_intern_id(&p->names, s, n);
         if (p->v_participant < 0) fail(p, ML_FETCH_E_INTERNAL, "out of memory");
     } else if (p->field == p->col[COL_TRIAL] || p->field == p->col[COL_DIMENSION]) {
         int k = p->field == p->col[COL_TRIAL] ? COL_TRIAL : COL_DIMENSION;
@@ -240,7 +240,7 @@ static void data_field(parser *p, const char *s, size_t n) {
             fail(p, ML_FETCH_E_BAD_CSV,
                  "line %zu: column \"%s\" is %s, not a whole number >= 0 (expected 0, 1, "
                  "2, ...)",
-                 p->record_line, required_names[k], ex);
+                 p->record_line, col_names[k], ex);
         }
     } else if (p->field == p->col[COL_CORRECT]) {
         p->v_correct = parse_bool(s, n);
@@ -251,11 +251,23 @@ static void data_field(parser *p, const char *s, size_t n) {
                  "true/false, 1/0, or empty/NA for a missing answer)",
                  p->record_line, ex);
         }
+    } else if (p->field == p->col[COL_CHOICE] || p->field == p->col[COL_LABEL]) {
+        int k = p->field == p->col[COL_CHOICE] ? COL_CHOICE : COL_LABEL;
+        int *dst = k == COL_CHOICE ? &p->v_choice : &p->v_label;
+        *dst = parse_bool(s, n);
+        if (*dst == -2) {
+            optional_bad(p, k, s, n, "0/1 or a boolean (True/False), as in column \"correct\"");
+            *dst = -1;
+        }
+    } else if (p->field == p->col[COL_IMAGE]) {
+        image_field(p, s, n);
     }
 }
 
 static void on_field(void *s, size_t n, void *data) {
     parser *p = data;
+    p->events++;
+    p->last_record = 0;
     if (p->failed) return;
     /* libcsv passes NULL for an empty field while its buffer is not allocated yet. */
     if (!s) s = "";
@@ -266,19 +278,26 @@ static void on_field(void *s, size_t n, void *data) {
     p->field++;
 }
 
+/* Grows one row array to cap elements of size sz; the pointer is kept on failure. */
+static int grow(void **a, size_t cap, size_t sz) {
+    void *b = realloc(*a, cap * sz);
+    if (!b) return -1;
+    *a = b;
+    return 0;
+}
+
 static int add_row(parser *p) {
     ml_human_data *d = p->out;
     if (d->n_rows == p->cap_rows) {
         size_t cap = p->cap_rows ? p->cap_rows * 2 : 4096;
-        int32_t *pa = realloc(d->participant, cap * sizeof *pa);
-        if (pa) d->participant = pa;
-        int32_t *tr = realloc(d->trial, cap * sizeof *tr);
-        if (tr) d->trial = tr;
-        int32_t *dm = realloc(d->dimension, cap * sizeof *dm);
-        if (dm) d->dimension = dm;
-        uint8_t *co = realloc(d->correct, cap * sizeof *co);
-        if (co) d->correct = co;
-        if (!pa || !tr || !dm || !co) return -1;
+        int rc = grow((void **)&d->participant, cap, sizeof(int32_t)) |
+                 grow((void **)&d->trial, cap, sizeof(int32_t)) |
+                 grow((void **)&d->dimension, cap, sizeof(int32_t)) |
+                 grow((void **)&d->correct, cap, 1);
+        if (p->col[COL_CHOICE] >= 0) rc |= grow((void **)&d->choice, cap, 1);
+        if (p->col[COL_LABEL] >= 0) rc |= grow((void **)&d->label, cap, 1);
+        if (p->col[COL_IMAGE] >= 0) rc |= grow((void **)&d->image, cap, sizeof(int32_t));
+        if (rc) return -1;
         p->cap_rows = cap;
     }
     size_t i = d->n_rows++;
@@ -286,14 +305,20 @@ static int add_row(parser *p) {
     d->trial[i] = p->v_trial;
     d->dimension[i] = p->v_dimension;
     d->correct[i] = (uint8_t)p->v_correct;
+    if (d->choice) d->choice[i] = p->v_choice < 0 ? ML_HUMAN_NA : (uint8_t)p->v_choice;
+    if (d->label) d->label[i] = p->v_label < 0 ? ML_HUMAN_NA : (uint8_t)p->v_label;
+    if (d->image) d->image[i] = p->v_image;
     if (p->v_trial > d->max_trial) d->max_trial = p->v_trial;
     return 0;
 }
 
-static void on_record(int terminator, void *data) {
-    (void)terminator;
-    parser *p = data;
-    if (p->failed) return;
+/* Reset before each record's fields: an absent optional column reads as NA. */
+static void record_defaults(parser *p) {
+    p->v_choice = p->v_label = -1;
+    p->v_image = -1;
+}
+
+static void record_end(parser *p) {
     int n_fields = p->field;
     p->field = 0;
     if (!p->header_done) {
@@ -305,12 +330,12 @@ static void on_record(int terminator, void *data) {
                     fail(p, ML_FETCH_E_NOT_CSV,
                          "line %zu: the header has no column \"%s\" (it has %d columns); the "
                          "human data needs participant, trial, dimension and correct",
-                         p->record_line, required_names[k], n_fields);
+                         p->record_line, col_names[k], n_fields);
                 else
                     fail(p, ML_FETCH_E_NOT_CSV,
                          "line %zu: the header has no column \"%s\" (it has %s); the human "
                          "data needs participant, trial, dimension and correct",
-                         p->record_line, required_names[k], p->header.data ? p->header.data : "");
+                         p->record_line, col_names[k], p->header.data ? p->header.data : "");
                 return;
             }
         return;
@@ -325,6 +350,16 @@ static void on_record(int terminator, void *data) {
         return;
     }
     if (add_row(p) != 0) fail(p, ML_FETCH_E_INTERNAL, "out of memory");
+}
+
+static void on_record(int terminator, void *data) {
+    (void)terminator;
+    parser *p = data;
+    p->events++;
+    p->last_record = 1;
+    if (p->failed) return;
+    record_end(p);
+    record_defaults(p);
 }
 
 /* Rejects what is plainly not CSV text before libcsv sees it, saying what it looks like. */
@@ -365,21 +400,114 @@ static int no_space(unsigned char c) {
     return 0;
 }
 
+static void strtab_free(ml_strtab *t) {
+    free(t->off);
+    free(t->arena);
+    memset(t, 0, sizeof *t);
+}
+
 void ml_human_data_free(ml_human_data *d) {
     free(d->participant);
     free(d->trial);
     free(d->dimension);
     free(d->correct);
+    free(d->choice);
+    free(d->label);
+    free(d->image);
+    free(d->image_concept);
+    free(d->image_file);
+    free(d->replay_problem);
+    strtab_free(&d->participant_names);
+    strtab_free(&d->images);
+    strtab_free(&d->concepts);
+    strtab_free(&d->files);
     memset(d, 0, sizeof *d);
     d->max_trial = -1;
+}
+
+/* Only blank-line bytes: libcsv skips such a line without an event. */
+static int blank(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != '\r' && s[i] != '\n') return 0;
+    return 1;
+}
+
+/* Feeds the input to libcsv line by line. quote_line tracks where a quoted field that is
+ * still open at the end of a line began, for the message if it never closes: a line that
+ * produced events and whose last event was a field (not a record end) ends mid-record, which
+ * only a quoted field can do across a newline, and that field began on this line; a line
+ * without events is blank, or continues a field opened earlier, or opens one itself. */
+static void feed(parser *p, struct csv_parser *cp, const char *buf, size_t len) {
+    size_t pos = 0, quote_line = 0;
+    int open = 0;
+    while (pos < len && !p->failed) {
+        const char *nl = memchr(buf + pos, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - (buf + pos)) + 1 : len - pos;
+        size_t events = p->events;
+        if (csv_parse(cp, buf + pos, n, on_field, on_record, p) != n && !p->failed)
+            fail(p, csv_error(cp) == CSV_EPARSE ? ML_FETCH_E_BAD_CSV : ML_FETCH_E_INTERNAL,
+                 "line %zu: %s (a quote inside an unquoted field, or text after a closing "
+                 "quote)",
+                 p->line, csv_strerror(csv_error(cp)));
+        if (p->events != events) {
+            open = !p->last_record;
+            if (open) quote_line = p->line;
+        } else if (!open && !blank(buf + pos, n)) {
+            open = 1;
+            quote_line = p->line;
+        }
+        pos += n;
+        p->line++;
+    }
+    if (!p->failed && csv_fini(cp, on_field, on_record, p) != 0 && !p->failed)
+        fail(p, ML_FETCH_E_BAD_CSV,
+             "line %zu: a quoted field opens here and is never closed (the file ends inside it)",
+             quote_line ? quote_line : p->line - 1);
+}
+
+/* Why the replay cannot use the rows, or NULL: missing columns first, then a bad cell. */
+static int replay_problem(parser *p) {
+    ml_buf b = {0};
+    int missing = 0;
+    for (int k = N_REQUIRED; k < N_COLS; k++)
+        if (p->col[k] < 0) ml_buf_printf(&b, "%s\"%s\"", missing++ ? ", " : "", col_names[k]);
+    if (missing) {
+        ml_buf_printf(&b, ": the replay needs the column%s choice, true_category_binary and "
+                          "image beside participant, trial, dimension and correct",
+                      missing > 1 ? "s" : "");
+        char *msg = NULL;
+        if (!b.oom && asprintf(&msg, "%s has no column%s %s", p->name, missing > 1 ? "s" : "",
+                               b.data) < 0)
+            msg = NULL;
+        ml_buf_free(&b);
+        if (!msg) return -1;
+        p->out->replay_problem = msg;
+        return 0;
+    }
+    ml_buf_free(&b);
+    if (p->opt_problem) {
+        char *msg;
+        if (asprintf(&msg, "%s: %s; the replay needs it in every row with an answer", p->name,
+                     p->opt_problem) < 0)
+            return -1;
+        p->out->replay_problem = msg;
+    }
+    return 0;
+}
+
+const char *ml_human_participant_name(const ml_human_data *d, int32_t p) {
+    if (p < 0 || (size_t)p >= d->participant_names.n) return "";
+    return ml_strtab_get(&d->participant_names, (size_t)p);
 }
 
 static int parse(const char *buf, size_t len, const char *name, int quiet, ml_human_data *out,
                  ml_fetch_code *code, ml_err *err) {
     memset(out, 0, sizeof *out);
     out->max_trial = -1;
-    parser p = {.name = name, .quiet = quiet, .out = out, .line = 1, .err = err};
-    for (int k = 0; k < N_REQUIRED; k++) p.col[k] = -1;
+    parser p = {.name = name, .quiet = quiet, .out = out, .line = 1, .err = err,
+                .last_record = 1};
+    for (int k = 0; k < N_COLS; k++) p.col[k] = -1;
+    record_defaults(&p);
     *code = ML_FETCH_OK;
 
     if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) buf += 3, len -= 3;
@@ -395,36 +523,23 @@ static int parse(const char *buf, size_t len, const char *name, int quiet, ml_hu
     /* Fields exactly as written, as pandas reads them (" b" is not "b"); numbers, booleans
      * and header names are trimmed where they are interpreted. */
     csv_set_space_func(&cp, no_space);
-    size_t pos = 0, quote_line = 0;
-    while (pos < len && !p.failed) {
-        const char *nl = memchr(buf + pos, '\n', len - pos);
-        size_t n = nl ? (size_t)(nl - (buf + pos)) + 1 : len - pos;
-        if (csv_parse(&cp, buf + pos, n, on_field, on_record, &p) != n && !p.failed)
-            fail(&p, csv_error(&cp) == CSV_EPARSE ? ML_FETCH_E_BAD_CSV : ML_FETCH_E_INTERNAL,
-                 "line %zu: %s (a quote inside an unquoted field, or text after a closing "
-                 "quote)",
-                 p.line, csv_strerror(csv_error(&cp)));
-        /* A quoted field still open at the end of a line (libcsv's state 2 is "field
-         * begun"): remember where it opened, for the message if it never closes. */
-        if (cp.quoted && cp.pstate == 2) {
-            if (!quote_line) quote_line = p.line;
-        } else {
-            quote_line = 0;
-        }
-        pos += n;
-        p.line++;
-    }
-    if (!p.failed && csv_fini(&cp, on_field, on_record, &p) != 0 && !p.failed)
-        fail(&p, ML_FETCH_E_BAD_CSV,
-             "line %zu: a quoted field opens here and is never closed (the file ends inside it)",
-             quote_line ? quote_line : p.line - 1);
+    feed(&p, &cp, buf, len);
     csv_free(&cp);
     if (!p.failed && !p.header_done)
         fail(&p, ML_FETCH_E_NOT_CSV, "no header line (the body is only blank lines)");
     if (!p.failed && out->n_rows == 0)
         fail(&p, ML_FETCH_E_BAD_CSV, "the header is right but there are no rows with an answer");
+    if (!p.failed && replay_problem(&p) != 0) fail(&p, ML_FETCH_E_INTERNAL, "out of memory");
     out->n_participants = p.names.n;
-    intern_free(&p.names);
+    intern_take(&p.names, &out->participant_names);
+    intern_take(&p.images, &out->images);
+    intern_take(&p.concepts, &out->concepts);
+    intern_take(&p.files, &out->files);
+    ml_intern_free(&p.names);
+    ml_intern_free(&p.images);
+    ml_intern_free(&p.concepts);
+    ml_intern_free(&p.files);
+    free(p.opt_problem);
     ml_buf_free(&p.header);
     if (p.failed) {
         *code = p.code;

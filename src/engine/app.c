@@ -7,15 +7,21 @@
 
 #include "engine/human_store.h"
 #include "metalign/blas.h"
+#include "util/cpus.h"
 #include "util/priority.h"
 
 static int check_shapes(const ml_model *m, const ml_dataset *d, ml_err *err) {
-    int want = m->cfg.embedding ? m->cfg.input_size : m->cfg.hidden_size;
-    if (want != 2 + d->backbone_dim)
-        return ml_errf(err, "%s expects inputs of %d columns (2 label columns + %d features), "
-                            "but %s has %d feature columns; use the backbone the model was "
-                            "trained on",
-                       m->path, want, want - 2, d->backbone_path, d->backbone_dim);
+    int want = ml_model_feature_dim(m);
+    if (want != d->backbone_dim) {
+        if (m->generation == ML_GEN_SEED)
+            return ml_errf(err, "%s expects inputs of %d columns (2 label columns + %d features), "
+                                "but %s has %d feature columns; use the backbone the model was "
+                                "trained on",
+                           m->path, want + 2, want, d->backbone_path, d->backbone_dim);
+        return ml_errf(err, "%s expects %d backbone features (x_sz), but %s has %d feature "
+                            "columns; use the backbone the model was trained on",
+                       m->path, want, d->backbone_path, d->backbone_dim);
+    }
     return 0;
 }
 
@@ -34,29 +40,40 @@ int ml_app_init(ml_app *app, const ml_config *cfg, const char *const *route_name
     app->started_at = time(NULL);
     for (int i = 0; i < ML_N_INPUTS; i++) ml_once_init(&app->acts_once[i]);
     ml_once_init(&app->emb_once);
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long cores = ml_cpus_usable(); /* affinity and cgroup quota, not the machine's count */
     app->threads = cfg->threads > 0 ? cfg->threads : (cores > 0 ? (int)cores : 1);
-    ml_blas_set_threads(app->threads);
-    /* Every thread so far but this one is OpenBLAS's; the HTTP threads, started later from
-     * this thread, keep its priority. */
-    lower_priority(0);
     app->metrics = ml_metrics_new(route_names, route_names ? n_routes : 0);
     app->coalesce = ml_coalesce_new();
     if (!app->metrics || !app->coalesce) return ml_errf(err, "out of memory");
     return 0;
 }
 
-int ml_app_load(ml_app *app, ml_err *err) {
+void ml_app_take_threads(ml_app *app) {
+    ml_blas_set_threads(app->threads);
+    /* Every thread so far but this one is OpenBLAS's; the HTTP threads, started later from
+     * this thread, keep its priority. */
+    lower_priority(0);
+}
+
+int ml_app_load(ml_app *app, const ml_config *cfg, ml_err *err) {
+    return ml_app_init(app, cfg, NULL, 0, err) == 0 ? ml_app_load_data(app, err) : -1;
+}
+
+int ml_app_load_data(ml_app *app, ml_err *err) {
     const ml_config *cfg = app->cfg;
-    if (ml_model_load(&app->model, cfg->checkpoint, cfg->heads ? cfg->heads : 12, err) != 0)
+    /* 0 = no --heads: the loader applies its default only when the checkpoint has no count */
+    if (ml_model_load(&app->model, cfg->checkpoint, cfg->heads, err) != 0)
         return -1;
     ml_data_paths paths = {cfg->backbone, cfg->targets, cfg->item_ids, cfg->things_images};
     if (ml_dataset_load(&app->data, &paths, err) != 0) return -1;
     if (check_shapes(&app->model, &app->data, err) != 0) return -1;
 
-    app->max_seq = app->model.cfg.pos == ML_POS_LEARNED ? app->model.cfg.max_seq_len
-                                                        : ML_APP_MAX_SEQ_ROPE;
-    if (app->max_seq > ML_APP_BATCH_ROWS) app->max_seq = ML_APP_BATCH_ROWS;
+    /* the model's own limit (learned positions, the later transformer's sl), else the
+     * workspace's */
+    int model_limit = ml_model_max_seq_len(&app->model);
+    app->max_seq = model_limit > 0 ? model_limit : ML_APP_MAX_SEQ_ROPE;
+    app->batch_rows = ML_APP_BATCH_ROWS;
+    if (app->max_seq > app->batch_rows) app->max_seq = app->batch_rows;
     return 0;
 }
 
@@ -70,12 +87,13 @@ static void *worker_init(void *arg, int id) {
     return w;
 }
 
-static void worker_fini(void *worker) {
-    ml_worker *w = worker;
+void ml_app_worker_free(ml_worker *w) {
     if (!w) return;
     if (w->has_runner) ml_runner_free(&w->runner);
     free(w);
 }
+
+static void worker_fini(void *worker) { ml_app_worker_free(worker); }
 
 static int open_human(ml_app *app, ml_err *err) {
     ml_human_config hc;
@@ -141,6 +159,7 @@ static void free_acts(ml_item_acts *a) {
         for (int i = 0; i < a->n_outputs; i++) free(a->outs[i]);
     free(a->outs);
     free(a->logits);
+    free(a->magnitudes);
     memset(a, 0, sizeof *a);
 }
 
@@ -172,7 +191,7 @@ ml_runner *ml_app_runner(ml_app *app, ml_worker *w, ml_err *err) {
     if (w->has_runner) return &w->runner;
     if (ml_once_run(&app->emb_once, compute_embeddings, app, err) != 0) return NULL;
     if (ml_runner_init(&w->runner, &app->model, &app->data, app->item_emb[ML_INPUTS_RAW],
-                       app->item_emb[ML_INPUTS_STANDARDIZED], ML_APP_BATCH_ROWS, app->max_seq,
+                       app->item_emb[ML_INPUTS_STANDARDIZED], app->batch_rows, app->max_seq,
                        err) != 0)
         return NULL;
     w->has_runner = 1;
@@ -185,6 +204,15 @@ int ml_app_run_items(ml_app *app, ml_worker *w, const int *items, const int *lab
     return r ? ml_runner_run(r, items, labels, B, S, standardize, outs, logits, err) : -1;
 }
 
+int ml_app_forward_items(ml_app *app, ml_worker *w, const int *items, const float *feedback,
+                         int B, int S, int standardize, float **outs, float *logits,
+                         float *magnitudes, ml_err *err) {
+    ml_runner *r = ml_app_runner(app, w, err);
+    return r ? ml_runner_forward(r, items, feedback, B, S, standardize, outs, logits, magnitudes,
+                                 err)
+             : -1;
+}
+
 typedef struct acts_job {
     ml_app *app;
     ml_worker *w;
@@ -194,26 +222,35 @@ typedef struct acts_job {
 static int compute_item_acts(void *arg, ml_err *err) {
     acts_job *job = arg;
     ml_app *app = job->app;
+    const ml_model *m = &app->model;
     ml_item_acts *a = &app->acts[job->in];
     int n = app->data.n_items;
-    size_t C = (size_t)app->model.cfg.hidden_size;
-    a->n_outputs = ml_model_num_outputs(&app->model);
+    size_t W = (size_t)ml_model_width(m), K = (size_t)ml_model_logit_dims(m);
+    a->n_outputs = ml_model_num_outputs(m);
     a->n_items = n;
-    a->hidden = (int)C;
+    a->hidden = (int)W;
+    a->logit_dims = (int)K;
     a->outs = calloc((size_t)a->n_outputs, sizeof *a->outs);
-    a->logits = malloc(sizeof(float) * (size_t)n);
+    a->logits = malloc(sizeof(float) * (size_t)n * K);
+    if (ml_model_has_magnitudes(m)) a->magnitudes = malloc(sizeof(float) * (size_t)n * K);
     int *items = malloc(sizeof(int) * (size_t)n);
-    int ok = a->outs && a->logits && items;
+    int ok = a->outs && a->logits && items && (a->magnitudes || !ml_model_has_magnitudes(m));
     for (int i = 0; ok && i < a->n_outputs; i++)
-        ok = (a->outs[i] = malloc(sizeof(float) * (size_t)n * C)) != NULL;
+        ok = (a->outs[i] = malloc(sizeof(float) * (size_t)n * W)) != NULL;
     if (!ok) {
         free(items);
         free_acts(a);
         return ml_errf(err, "out of memory for the activations of %d items", n);
     }
     for (int i = 0; i < n; i++) items[i] = i;
-    int rc = ml_app_run_items(app, job->w, items, NULL, n, 1, job->in == ML_INPUTS_STANDARDIZED,
-                              a->outs, a->logits, err);
+    int standardize = job->in == ML_INPUTS_STANDARDIZED;
+    /* the seed keeps its own path (ml_runner_run); the later generation needs the generic one
+     * for its magnitude head */
+    int rc = m->generation == ML_GEN_SEED
+                 ? ml_app_run_items(app, job->w, items, NULL, n, 1, standardize, a->outs,
+                                    a->logits, err)
+                 : ml_app_forward_items(app, job->w, items, NULL, n, 1, standardize, a->outs,
+                                        a->logits, a->magnitudes, err);
     free(items);
     if (rc != 0) free_acts(a);
     return rc;
@@ -258,6 +295,18 @@ int ml_app_simulate(ml_app *app, ml_worker *w, const ml_sim_request *rq,
     int rc = ml_simulate(r, rq, hooks, res, err);
     if (rc == 0) ml_metrics_add(app->metrics, ML_CNT_EPISODES, (uint64_t)rq->episodes);
     return rc;
+}
+
+int ml_app_replay(ml_app *app, ml_worker *w, const ml_human_data *h, const ml_replay_request *rq,
+                  const ml_replay_hooks *hooks, ml_replay_result *res, ml_replay_code *code,
+                  ml_err *err) {
+    ml_runner *r = ml_app_runner(app, w, err);
+    if (!r) {
+        memset(res, 0, sizeof *res);
+        *code = ML_REPLAY_E_INTERNAL;
+        return -1;
+    }
+    return ml_replay_run(r, app->threads, h, rq, hooks, res, code, err);
 }
 
 const char *ml_app_rep_name(const ml_app *app, int i, char *buf, size_t len) {

@@ -15,6 +15,7 @@
 #include "engine/workers.h"
 #include "metalign/dataset.h"
 #include "metalign/model.h"
+#include "metalign/replay.h"
 #include "metalign/runner.h"
 #include "metalign/simulate.h"
 #include "util/lru.h"
@@ -33,9 +34,11 @@ typedef enum ml_inputs { ML_INPUTS_RAW, ML_INPUTS_STANDARDIZED, ML_N_INPUTS } ml
 typedef struct ml_item_acts {
     int n_outputs;  /* one per ml_model_num_outputs */
     int n_items;
-    int hidden;     /* C */
-    float **outs;   /* n_outputs arrays of (n_items, C) */
-    float *logits;  /* (n_items) */
+    int hidden;     /* W (ml_model_width) */
+    int logit_dims; /* K (ml_model_logit_dims) */
+    float **outs;   /* n_outputs arrays of (n_items, W) */
+    float *logits;  /* (n_items, K) */
+    float *magnitudes; /* (n_items, K) the later generation's magnitude head; else NULL */
 } ml_item_acts;
 
 typedef struct ml_app ml_app;
@@ -54,6 +57,8 @@ struct ml_app {
     ml_dataset data;
     int threads;          /* compute threads in use */
     int max_seq;          /* longest sequence a request may ask for */
+    int batch_rows;       /* rows per forward call, a runner's workspace (ML_APP_BATCH_ROWS;
+                           * tests lower it to exercise batching) */
     time_t started_at;
     int ready;            /* atomic: model and data loaded, workers running */
     int stopping;         /* atomic: a shutdown has begun */
@@ -76,13 +81,17 @@ struct ml_app {
 };
 
 /* The world before anything is loaded, enough to serve /healthz, /readyz and /metrics while
- * loading: the configuration, metrics labelled by the caller's route names (NULL: none), the
- * table of computations in progress; the BLAS threads get their count and, being compute
- * threads, a lower priority (before the HTTP threads exist, which keep theirs). */
+ * loading: the configuration, the compute thread count, metrics labelled by the caller's
+ * route names (NULL: none), the table of computations in progress. */
 int ml_app_init(ml_app *app, const ml_config *cfg, const char *const *route_names, int n_routes,
                 ml_err *err);
+/* The daemon's: gives OpenBLAS its thread count and its threads, being compute threads, a
+ * lower priority; call before the HTTP threads exist (they keep the caller's). */
+void ml_app_take_threads(ml_app *app);
 /* Loads model and data as the configuration says; err names the file and the problem. */
-int ml_app_load(ml_app *app, ml_err *err);
+int ml_app_load_data(ml_app *app, ml_err *err);
+/* ml_app_init without metrics, then ml_app_load_data: model and data for a tool or a test. */
+int ml_app_load(ml_app *app, const ml_config *cfg, ml_err *err);
 /* Starts caches, jobs, the human store and the workers after a successful load; then the
  * app is ready. */
 int ml_app_start(ml_app *app, ml_err *err);
@@ -95,11 +104,17 @@ int ml_app_is_stopping(const ml_app *app);
 void ml_app_cancel_work(ml_app *app);
 void ml_app_free(ml_app *app);
 
+/* Frees a worker context the caller made (the compute workers free their own). */
+void ml_app_worker_free(ml_worker *w);
 /* The worker's runner, made on first use. */
 ml_runner *ml_app_runner(ml_app *app, ml_worker *w, ml_err *err);
 /* ml_runner_run on the worker's runner. */
 int ml_app_run_items(ml_app *app, ml_worker *w, const int *items, const int *labels, int B, int S,
                      int standardize, float **outs, float *logits, ml_err *err);
+/* ml_runner_forward on the worker's runner (either generation; feedback as it says). */
+int ml_app_forward_items(ml_app *app, ml_worker *w, const int *items, const float *feedback,
+                         int B, int S, int standardize, float **outs, float *logits,
+                         float *magnitudes, ml_err *err);
 
 /* The all-item activations (computed once per kind of input), and whether they are. */
 int ml_app_acts_ready(ml_app *app, ml_inputs in);
@@ -114,6 +129,11 @@ ml_cka_cache *ml_app_cka_matrices(ml_app *app, ml_worker *w, ml_err *err);
 /* ml_simulate on the worker's runner, counted in the metrics. */
 int ml_app_simulate(ml_app *app, ml_worker *w, const ml_sim_request *rq,
                     const ml_sim_hooks *hooks, ml_sim_result *res, ml_err *err);
+
+/* ml_replay_run on the worker's runner, the baseline's fits on the app's compute threads. */
+int ml_app_replay(ml_app *app, ml_worker *w, const ml_human_data *h, const ml_replay_request *rq,
+                  const ml_replay_hooks *hooks, ml_replay_result *res, ml_replay_code *code,
+                  ml_err *err);
 
 /* Name of CKA representation i: "backbone", then the model's output names. */
 const char *ml_app_rep_name(const ml_app *app, int i, char *buf, size_t len);

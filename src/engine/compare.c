@@ -1,7 +1,10 @@
 #include "engine/compare.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "metalign/stats.h"
 
 int ml_compare_dims(const ml_human_curves *h, int K, int **dims, int *n_dims, int *n_missing,
                     ml_err *err) {
@@ -59,4 +62,35 @@ int ml_compare(const ml_sim_curves *m, double model_accuracy, const ml_human_cur
 void ml_comparison_free(ml_comparison *c) {
     free(c->by_dim);
     memset(c, 0, sizeof *c);
+}
+
+static void bar(const ml_curve *c, int n_trials, int n_boot, uint64_t seed, uint64_t stream,
+                double *scratch, ml_bar *out) {
+    int64_t k = 0, n = 0;
+    for (int t = 0; t < n_trials && t < c->n_trials; t++) {
+        if (c->n[t] <= 0) continue;
+        k += (int64_t)llround(c->p_correct[t] * (double)c->n[t]);
+        n += c->n[t];
+    }
+    ml_rng r;
+    ml_rng_seed(&r, seed, stream);
+    out->n = n;
+    ml_proportion_ci((size_t)k, (size_t)n, n_boot, ML_CI_LEVEL, &r, scratch, &out->mean,
+                     &out->ci_low, &out->ci_high);
+}
+
+static void group_bars(ml_compare_group *g, int n_trials, int n_boot, uint64_t seed,
+                       double *scratch) {
+    uint64_t base = ML_COMPARE_STREAM_BARS + (uint64_t)(g->dimension + 1);
+    bar(g->model, n_trials, n_boot, seed, base, scratch, &g->model_bar);
+    bar(g->human, n_trials, n_boot, seed, base + (1ull << 20), scratch, &g->human_bar);
+}
+
+int ml_compare_bars(ml_comparison *c, int n_boot, uint64_t seed, ml_err *err) {
+    double *scratch = malloc(sizeof(double) * (size_t)(n_boot > 0 ? n_boot : 1));
+    if (!scratch) return ml_errf(err, "out of memory");
+    group_bars(&c->overall, c->n_trials, n_boot, seed, scratch);
+    for (int i = 0; i < c->n_groups; i++) group_bars(&c->by_dim[i], c->n_trials, n_boot, seed, scratch);
+    free(scratch);
+    return 0;
 }

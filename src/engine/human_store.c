@@ -419,7 +419,8 @@ static int unavailable(const ml_human *h, ml_human_status *st, ml_err *err) {
     return -1;
 }
 
-int ml_human_get(ml_human *h, ml_human_snapshot **snap, ml_human_status *st, ml_err *err) {
+static int get(ml_human *h, ml_human_snapshot **snap, ml_human_status *st, ml_err *err,
+               int no_wait) {
     *snap = NULL;
     pthread_mutex_lock(&h->lock);
     int rc;
@@ -430,7 +431,7 @@ int ml_human_get(ml_human *h, ml_human_snapshot **snap, ml_human_status *st, ml_
         h->stats.cache_hits++;
         fill_status(h, st);
         rc = 0;
-    } else if (!h->snap && h->fetching && h->cfg.no_wait) {
+    } else if (!h->snap && h->fetching && no_wait) {
         fill_status(h, st);
         rc = ML_HUMAN_BUSY;
     } else if (!h->snap && !h->fetching && now < h->next_attempt_at) {
@@ -453,6 +454,15 @@ int ml_human_get(ml_human *h, ml_human_snapshot **snap, ml_human_status *st, ml_
     }
     pthread_mutex_unlock(&h->lock);
     return rc;
+}
+
+int ml_human_get(ml_human *h, ml_human_snapshot **snap, ml_human_status *st, ml_err *err) {
+    return get(h, snap, st, err, h->cfg.no_wait);
+}
+
+int ml_human_get_waiting(ml_human *h, ml_human_snapshot **snap, ml_human_status *st,
+                         ml_err *err) {
+    return get(h, snap, st, err, 0);
 }
 
 int ml_human_refresh_since(ml_human *h, double since, ml_human_status *st, ml_err *err) {

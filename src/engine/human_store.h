@@ -130,6 +130,9 @@ void ml_human_free(ml_human *h);
  * and *st; -1 only when there is no copy: st->code and err say why (answer 503). May block
  * for up to the total timeout: call it from a worker, not an I/O thread. st may not be NULL. */
 int ml_human_get(ml_human *h, ml_human_snapshot **snap, ml_human_status *st, ml_err *err);
+/* The same, waiting for a running download whatever no_wait says (a job, on its own worker). */
+int ml_human_get_waiting(ml_human *h, ml_human_snapshot **snap, ml_human_status *st,
+                         ml_err *err);
 
 /* Fetches again now (conditional when there is a copy), ignoring the back-off and the rate
  * limit. When a fetch is already running, waits for it and reports its result instead. 0 when

@@ -23,7 +23,7 @@ struct ml_job {
     int cancel;
     time_t created, started, finished;
     ml_blob *result;
-    int pinned;          /* result held in the budget under pin_key */
+    int pinned;          /* result held in the budget (its cache entry, or one under pin_key) */
     char *pin_key;
     char error_code[48];
     char error_msg[ML_ERR_MAX];
@@ -64,7 +64,7 @@ void ml_job_unref(ml_job *j) {
 /* Takes a job out of the table (lock held, or the table being freed): its result leaves the
  * budget with it, and the table's reference is dropped. */
 static void forget(ml_jobs *js, ml_job *j) {
-    if (j->pinned && js->budget) ml_lru_unpin(js->budget, j->pin_key, 1);
+    if (j->pinned && js->budget) ml_lru_unpin(js->budget, &j->result->ref, 1);
     j->pinned = 0;
     j->owner = NULL;
     ml_job_unref(j);
@@ -285,6 +285,13 @@ void ml_job_progress(ml_job *j, int done) {
     job_unlock(j);
 }
 
+void ml_job_progress_of(ml_job *j, int done, int total) {
+    job_lock(j);
+    j->done = done;
+    j->total = total;
+    job_unlock(j);
+}
+
 int ml_job_cancel_requested(const ml_job *j) {
     return __atomic_load_n(&j->cancel, __ATOMIC_RELAXED);
 }
@@ -297,8 +304,6 @@ static void finish(ml_job *j, ml_job_status s) {
 int ml_job_finish(ml_job *j, ml_blob *result) {
     job_lock(j);
     ml_lru *budget = j->owner ? j->owner->budget : NULL;
-    if (budget && !j->pin_key)
-        j->pin_key = j->key ? strdup(j->key) : NULL;
     if (budget && !j->pin_key && asprintf(&j->pin_key, "job:%s", j->id) < 0) j->pin_key = NULL;
     int rc = 0;
     if (budget && (!j->pin_key || ml_lru_pin(budget, j->pin_key, &result->ref) != 0)) {

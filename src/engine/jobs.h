@@ -58,6 +58,9 @@ const char *ml_job_status_name(ml_job_status s);
 /* Worker side. start returns 0, or -1 when the job was cancelled before it ran. */
 int ml_job_start(ml_job *j);
 void ml_job_progress(ml_job *j, int done);
+/* Progress when the total is known only once the work has begun (e.g. a replay's sequences,
+ * counted after the human data is parsed). */
+void ml_job_progress_of(ml_job *j, int done, int total);
 int ml_job_cancel_requested(const ml_job *j);
 /* Takes a reference of its own and pins it in the budget; -1 when it does not fit (the job
  * then fails with "memory_budget"). */

@@ -2,6 +2,8 @@
  * preparation, simulations, downloads) off the HTTP I/O threads. Interactive tasks (a client
  * is waiting on its connection) always go first; background tasks (async jobs) may occupy at
  * most max_background workers at once, so a long job never starves interactive requests. */
+/* (The forward pass has a fork-join pool of its own, src/model/pool.h, that splits one call
+ * across cores; these workers run whole requests.) */
 #ifndef METALIGN_WORKERS_H
 #define METALIGN_WORKERS_H
 

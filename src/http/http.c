@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "http/conns.h"
+#include "http/headers.h"
 #include "http/inflight.h"
 #include "http/mhd_errors.h"
 #include "http/send.h"
@@ -28,6 +29,7 @@ struct ml_http {
     struct MHD_Daemon *daemon;
     ml_http_hooks hooks;
     ml_http_options opt;
+    char *cors_origin;          /* copied from opt */
     int port;
     ml_conns *conns;
     ml_inflight *inflight;
@@ -122,12 +124,16 @@ static void add_headers(req_ctx *ctx, struct MHD_Response *m) {
         snprintf(s, sizeof s, "%d", r->retry_after);
         MHD_add_response_header(m, MHD_HTTP_HEADER_RETRY_AFTER, s);
     }
-    MHD_add_response_header(m, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    for (int i = 0; i < r->n_headers; i++) /* http/headers.c: ETag, Vary, CORS */
+        MHD_add_response_header(m, r->headers[i].name, r->headers[i].value);
+    /* Clients may keep an answer but must revalidate it (ETag) before reusing it. */
+    MHD_add_response_header(m, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
 }
 
 static enum MHD_Result queue(req_ctx *ctx) {
     ml_response *r = &ctx->resp;
     if (!r->status) ml_respond_error(r, 500, "internal", "the request was not answered");
+    ml_headers_finish(&ctx->req, ctx->http->cors_origin, r); /* ETag, 304, CORS */
     size_t len = ml_response_len(r);
     struct MHD_Response *m = ml_send_response(ctx->http->inflight, r);
     if (!m) {
@@ -137,6 +143,9 @@ static enum MHD_Result queue(req_ctx *ctx) {
                                "of %zu bytes is ready: retry shortly",
                                ml_inflight_bytes(ctx->http->inflight, NULL) >> 20,
                                ml_inflight_max(ctx->http->inflight) >> 20, len);
+        r->finished = 0; /* the 503's own headers (CORS) */
+        r->n_headers = 0;
+        ml_headers_finish(&ctx->req, ctx->http->cors_origin, r);
         m = ml_send_response(ctx->http->inflight, r);
         if (!m) return MHD_NO;
     }
@@ -167,17 +176,28 @@ static void abandoned(ml_response *resp) {
     ml_respond_error(resp, 499, "client_gone", "the client went away; the work was stopped");
 }
 
+/* Set by ml_request_defer on the worker running the slow handler: after a deferral the
+ * handler's thread must not touch the answer (another thread may be writing it). */
+static __thread int deferred_here;
+
 /* Runs on a compute worker. */
 static void run_offloaded(void *arg, void *worker) {
     req_ctx *ctx = arg;
     ml_http *h = ctx->http;
     int why = ml_request_cancelled(&ctx->req);
+    deferred_here = 0;
     if (why == ML_CANCEL_SHUTDOWN)
         shutting_down(&ctx->resp);
     else if (why == ML_CANCEL_CLIENT_GONE)
         abandoned(&ctx->resp);
     else
         h->hooks.slow(h->hooks.app, worker, ctx->dispatch.route, &ctx->req, &ctx->resp);
+    if (!deferred_here) {
+        if (!ctx->resp.status)
+            ml_respond_error(&ctx->resp, 500, "internal", "the request was not answered");
+        ml_headers_finish(&ctx->req, h->cors_origin, &ctx->resp); /* hashes here, not in I/O */
+    }
+    deferred_here = 0;
     let_go(ctx);
 }
 
@@ -213,6 +233,7 @@ void *ml_request_scratch(const ml_request *req, size_t size) {
 
 void ml_request_defer(const ml_request *req, void (*on_cancel)(void *arg), void *arg) {
     req_ctx *ctx = ctx_of(req);
+    deferred_here = 1;
     pthread_mutex_lock(&ctx->http->defer_lock);
     ctx->on_cancel = on_cancel;
     ctx->cancel_arg = arg;
@@ -308,6 +329,9 @@ static void prepare_request(req_ctx *ctx, const char *method) {
     ctx->req.body = ctx->body.data ? ctx->body.data : "";
     ctx->req.body_len = ctx->body.len;
     ctx->req.accept = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+    ctx->req.if_none_match = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND,
+                                                         MHD_HTTP_HEADER_IF_NONE_MATCH);
+    ctx->req.origin = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, "Origin");
 }
 
 /* The first call: the headers are in. 1 when answered already. */
@@ -379,6 +403,8 @@ static void answer(req_ctx *ctx, const char *method) {
         ml_respond_error(resp, 404, "not_found",
                          "no endpoint at %s; see the README for the API (GET /v1/info to start)",
                          ctx->path);
+    } else if (ctx->dispatch.status == 405 && strcmp(method, "OPTIONS") == 0) {
+        ml_headers_preflight(&ctx->req, ctx->dispatch.allow, h->cors_origin, resp);
     } else if (ctx->dispatch.status == 405) {
         ml_respond_error(resp, 405, "method_not_allowed", "%s is not allowed on %s; use %s",
                          method, ctx->path, ctx->dispatch.allow);
@@ -455,6 +481,7 @@ __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char 
 }
 
 static void free_http(ml_http *h) {
+    free(h->cors_origin);
     ml_conns_free(h->conns);
     ml_inflight_free(h->inflight);
     pthread_mutex_destroy(&h->defer_lock);
@@ -481,6 +508,11 @@ ml_http *ml_http_start(const ml_http_options *opt, const ml_http_hooks *hooks, m
     h->hooks = *hooks;
     h->opt = *opt;
     pthread_mutex_init(&h->defer_lock, NULL);
+    if (opt->cors_origin && !(h->cors_origin = strdup(opt->cors_origin))) {
+        freeaddrinfo(ai);
+        free_http(h);
+        return ml_errp(err, "out of memory");
+    }
     ml_conns_options co = {.read_timeout = opt->read_timeout, .client_gone = cancel_request};
     h->conns = ml_conns_new(&co, err);
     h->inflight = ml_inflight_new(opt->max_inflight_bytes);

@@ -56,6 +56,7 @@ typedef struct ml_http_options {
     int read_timeout;     /* seconds to deliver a whole request (http/conns.h) */
     int idle_timeout;     /* seconds a connection may move no byte */
     size_t max_inflight_bytes; /* http/inflight.h */
+    const char *cors_origin; /* the one origin CORS allows (copied), or NULL: CORS off */
 } ml_http_options;
 
 ml_http *ml_http_start(const ml_http_options *opt, const ml_http_hooks *hooks, ml_err *err);

@@ -1,6 +1,8 @@
 #include "http/request.h"
 
 #include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,6 +252,42 @@ int ml_int_list_json(json_t *arr, const char *what, int limit, const char *limit
             return -1;
         }
         v[i] = (int)json_integer_value(e);
+    }
+    *out = v;
+    *n = (int)len;
+    return 0;
+}
+
+int ml_float_list_json(json_t *arr, const char *what, int max_len, float **out, int *n,
+                       ml_response *resp) {
+    if (!json_is_array(arr) || json_array_size(arr) == 0) {
+        ml_respond_error(resp, 400, "invalid_field", "%s must be a non-empty array of numbers",
+                         what);
+        return -1;
+    }
+    size_t len = json_array_size(arr);
+    if ((long long)len > max_len) {
+        ml_respond_error(resp, 400, "too_large", "%s has %zu entries; at most %d are allowed",
+                         what, len, max_len);
+        return -1;
+    }
+    float *v = malloc(sizeof(float) * len);
+    if (!v) return oom(resp);
+    for (size_t i = 0; i < len; i++) {
+        json_t *e = json_array_get(arr, i);
+        double x = json_is_number(e) ? json_number_value(e) : NAN;
+        if (!json_is_number(e) || !isfinite(x) || fabs(x) > FLT_MAX) {
+            if (json_is_number(e))
+                ml_respond_error(resp, 400, "invalid_field",
+                                 "%s[%zu] is too large: at most %g in absolute value", what, i,
+                                 (double)FLT_MAX);
+            else
+                ml_respond_error(resp, 400, "invalid_field", "%s[%zu] must be a number", what,
+                                 i);
+            free(v);
+            return -1;
+        }
+        v[i] = (float)x;
     }
     *out = v;
     *n = (int)len;

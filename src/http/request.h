@@ -30,6 +30,8 @@ typedef struct ml_request {
     const char *body;       /* NUL-terminated; "" when there is none */
     size_t body_len;
     const char *accept;     /* the Accept header, or NULL */
+    const char *if_none_match; /* the If-None-Match header, or NULL */
+    const char *origin;     /* the Origin header, or NULL */
     double received_at;     /* Unix time its request line arrived */
     void *glue;             /* the transport's own (http/http.h ml_request_*) */
 } ml_request;
@@ -52,6 +54,33 @@ int ml_arg_enum(const ml_request *req, const char *key, const char *const *choic
 /* Parses the body as a JSON object (an empty body is {}), checking every key is allowed. */
 int ml_body_object(const ml_request *req, const char *const *allowed, json_t **out,
                    ml_response *resp);
+/* GET forms: an endpoint's fields as query arguments (request_fields.c). Each field has the
+ * type its JSON member has; the query text is turned into that JSON value (a text that is not
+ * of the type stays a string, or a real for "12.5" as an integer), so the body's checks run
+ * unchanged and GET and POST share every rule and every message. */
+typedef enum ml_field_type {
+    ML_FIELD_INT,         /* "128" */
+    ML_FIELD_BOOL,        /* true/false/1/0 (a bare key is true) */
+    ML_FIELD_STRING,      /* "sequence" */
+    ML_FIELD_INT_LIST,    /* "1,0,1" */
+    ML_FIELD_NUMBER_LIST, /* "0.5,-1.25,2" */
+    ML_FIELD_ITEM_LIST,   /* "0,syn_0002,17": indices and ids */
+    ML_FIELD_DIMS,        /* "all" or "0,1,2" */
+    ML_FIELD_NAMES,       /* "all" or "embedding,layer_2" */
+} ml_field_type;
+
+typedef struct ml_field {
+    const char *name;
+    ml_field_type type;
+} ml_field;
+
+/* The request's fields as a JSON object (a new reference in *out): a POST's body (as
+ * ml_body_object), or a GET's query arguments named in fields, converted by type. Query
+ * arguments that are not fields must be in args (NULL-terminated: async, format, ...); a GET
+ * with a body is refused. 0, or -1 with a 400 answered. */
+int ml_request_fields(const ml_request *req, const ml_field *fields, int n_fields,
+                      const char *const *args, json_t **out, ml_response *resp);
+
 /* Members of a body; absent (or null) keeps *out. */
 int ml_json_int(json_t *obj, const char *key, long long min, long long max, long long *out,
                 ml_response *resp);
@@ -76,5 +105,10 @@ int ml_int_list_json(json_t *arr, const char *what, int limit, const char *limit
                      int max_len, int **out, int *n, ml_response *resp);
 int ml_int_list_text(const char *text, const char *what, int limit, const char *limit_what,
                      int max_len, int **out, int *n, ml_response *resp);
+
+/* A list of numbers (JSON integers or reals), each finite as a float32, from a JSON array of
+ * 1..max_len entries; what names the field ("magnitudes"). *out is malloc'd (*n values). */
+int ml_float_list_json(json_t *arr, const char *what, int max_len, float **out, int *n,
+                       ml_response *resp);
 
 #endif

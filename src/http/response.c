@@ -98,6 +98,17 @@ void ml_respond_writer(ml_response *r, int status, ml_jw *w) {
     ml_respond_buf(r, status, ML_CT_JSON, w->out);
 }
 
+void ml_respond_csv(ml_response *r, int status, ml_csv *c) {
+    if (ml_csv_finish(c) != 0) {
+        int oom = c->out->oom;
+        ml_buf_free(c->out);
+        ml_respond_error(r, 500, "internal", oom ? "out of memory building the table"
+                                                 : "the table came out ragged (a bug)");
+        return;
+    }
+    ml_respond_buf(r, status, ML_CT_CSV, c->out);
+}
+
 void ml_respond_json(ml_response *r, int status, json_t *doc) {
     if (!doc) {
         ml_respond_error(r, 500, "internal", "out of memory building the answer");
@@ -109,6 +120,16 @@ void ml_respond_json(ml_response *r, int status, json_t *doc) {
     ml_jw_json(&w, doc);
     json_decref(doc);
     ml_respond_writer(r, status, &w);
+}
+
+void ml_respond_header(ml_response *r, const char *name, const char *fmt, ...) {
+    if (r->n_headers == ML_RESP_MAX_HEADERS) return;
+    ml_header *h = &r->headers[r->n_headers++];
+    h->name = name;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(h->value, sizeof h->value, fmt, ap);
+    va_end(ap);
 }
 
 static void error_body(ml_response *r, int status, const char *code, const char *fmt,

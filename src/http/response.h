@@ -11,11 +11,24 @@
 
 #include "util/blob.h"
 #include "util/buf.h"
+#include "util/csv_writer.h"
 #include "util/json_writer.h"
+#include "metalign/sha256.h"
 
 #define ML_CT_JSON "application/json"
 #define ML_CT_CSV "text/csv; charset=utf-8"
 #define ML_CT_TEXT "text/plain; charset=utf-8"
+#define ML_CT_HTML "text/html; charset=utf-8"
+
+#define ML_RESP_MAX_HEADERS 8    /* headers an answer adds beyond its own fields */
+#define ML_HEADER_VALUE_MAX 256  /* longest such value (an origin, a list of methods) */
+#define ML_ETAG_LEN (ML_SHA256_HEX_LEN + 2) /* "<64 hex digits>" with its quotes, + NUL */
+
+/* A header the transport adds as it is (http/headers.c sets ETag, Vary and CORS ones). */
+typedef struct ml_header {
+    const char *name;         /* static string */
+    char value[ML_HEADER_VALUE_MAX];
+} ml_header;
 
 typedef struct ml_response {
     int status;               /* 0: not answered yet */
@@ -28,6 +41,10 @@ typedef struct ml_response {
     char allow[64];           /* Allow header (405) */
     char location[128];       /* Location header (202) */
     int retry_after;          /* seconds; > 0 adds Retry-After (503) */
+    char etag[ML_ETAG_LEN];   /* strong validator of the body; "" until http/headers.c sets it */
+    int finished;             /* http/headers.c has run on this answer */
+    int n_headers;
+    ml_header headers[ML_RESP_MAX_HEADERS];
 } ml_response;
 
 void ml_response_reset(ml_response *r);
@@ -50,6 +67,11 @@ size_t ml_response_len(const ml_response *r);
 void ml_respond_json(ml_response *r, int status, json_t *doc);
 /* What a writer produced into out; a value JSON cannot hold becomes a 500 that says so. */
 void ml_respond_writer(ml_response *r, int status, ml_jw *w);
+/* Adds a header (dropped when ML_RESP_MAX_HEADERS are already set). */
+void ml_respond_header(ml_response *r, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The table a CSV writer produced (text/csv); a ragged table becomes a 500. */
+void ml_respond_csv(ml_response *r, int status, ml_csv *c);
 /* {"error": {"code": code, "message": ...}} */
 void ml_respond_error(ml_response *r, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

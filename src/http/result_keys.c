@@ -47,6 +47,11 @@ void ml_key_str(ml_key *k, const char *name, const char *s) {
     put(k, ";", 1);
 }
 
+void ml_key_view(ml_key *k, const ml_view *v) {
+    ml_key_str(k, "format", v->format == ML_FORMAT_CSV ? "csv" : "json");
+    ml_key_str(k, "rows", v->format == ML_FORMAT_CSV ? ml_rows_name(v->rows) : "");
+}
+
 void ml_key_finish(ml_key *k, char out[ML_KEY_LEN]) {
     unsigned char digest[ML_SHA256_LEN];
     char hex[ML_SHA256_HEX_LEN];

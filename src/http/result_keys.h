@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "http/format.h"
 #include "metalign/sha256.h"
 
 #define ML_KEY_KIND_MAX 32
@@ -23,6 +24,8 @@ void ml_key_int(ml_key *k, const char *name, long long v);
 void ml_key_uint(ml_key *k, const char *name, unsigned long long v);
 void ml_key_ints(ml_key *k, const char *name, const int *v, int n);
 void ml_key_str(ml_key *k, const char *name, const char *s);
+/* The representation (format, table): every key of a rendered answer has it. */
+void ml_key_view(ml_key *k, const ml_view *v);
 void ml_key_finish(ml_key *k, char out[ML_KEY_LEN]);
 
 #endif

@@ -60,6 +60,7 @@ int ml_server_start(ml_server *s, ml_app *app, const ml_config *cfg, ml_err *err
     int rc = ml_app_init(app, cfg, names, ml_n_routes, err);
     free(names);
     if (rc != 0) return -1;
+    ml_app_take_threads(app);
 
     char host[256];
     int port;
@@ -74,6 +75,7 @@ int ml_server_start(ml_server *s, ml_app *app, const ml_config *cfg, ml_err *err
         .read_timeout = cfg->read_timeout,
         .idle_timeout = cfg->idle_timeout,
         .max_inflight_bytes = cfg->max_inflight_bytes,
+        .cors_origin = cfg->cors_origin,
     };
     ml_http_hooks hooks = {
         .app = app,

@@ -172,10 +172,22 @@ static int explain(const ml_fetch_request *rq, const ml_fetch_result *res, const
     }
 }
 
+/* CURLOPT_RESOLVER_START_FUNCTION: libcurl calls it only for hosts that rq->resolve does
+ * not answer; a non-zero return fails the transfer with CURLE_COULDNT_RESOLVE_HOST. */
+static int refuse_lookup(void *resolver_state, void *reserved, void *arg) {
+    (void)resolver_state, (void)reserved, (void)arg;
+    return 1;
+}
+
 static int setup(CURL *c, const ml_fetch_request *rq, sink *s, struct curl_slist **hdrs,
-                 char *errbuf) {
+                 struct curl_slist **resolve, char *errbuf) {
     char line[512];
-    *hdrs = NULL;
+    *hdrs = *resolve = NULL;
+    for (const char *const *r = rq->resolve; r && *r; r++) {
+        struct curl_slist *l = curl_slist_append(*resolve, *r);
+        if (!l) return -1;
+        *resolve = l;
+    }
     if (rq->etag && rq->etag[0]) {
         snprintf(line, sizeof line, "If-None-Match: %s", rq->etag);
         *hdrs = curl_slist_append(*hdrs, line);
@@ -213,6 +225,9 @@ static int setup(CURL *c, const ml_fetch_request *rq, sink *s, struct curl_slist
     bad |= curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)rq->cancel) != CURLE_OK;
     if (*hdrs) bad |= curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdrs) != CURLE_OK;
+    if (*resolve) bad |= curl_easy_setopt(c, CURLOPT_RESOLVE, *resolve) != CURLE_OK;
+    if (rq->resolve_only)
+        bad |= curl_easy_setopt(c, CURLOPT_RESOLVER_START_FUNCTION, refuse_lookup) != CURLE_OK;
     return bad ? -1 : 0;
 }
 
@@ -221,10 +236,11 @@ int ml_fetch_to_fd(const ml_fetch_request *rq, int fd, ml_fetch_result *res, ml_
     sink s = {.fd = fd, .max_bytes = rq->max_bytes, .res = res};
     ml_sha256_init(&s.sha);
     char errbuf[CURL_ERROR_SIZE] = "";
-    struct curl_slist *hdrs = NULL;
+    struct curl_slist *hdrs = NULL, *resolve = NULL;
     CURL *c = curl_easy_init();
-    if (!c || setup(c, rq, &s, &hdrs, errbuf) != 0) {
+    if (!c || setup(c, rq, &s, &hdrs, &resolve, errbuf) != 0) {
         curl_slist_free_all(hdrs);
+        curl_slist_free_all(resolve);
         if (c) curl_easy_cleanup(c);
         res->code = ML_FETCH_E_INTERNAL;
         return ml_errf(err, "%s: cannot set up the download (libcurl without http/https "
@@ -235,8 +251,9 @@ int ml_fetch_to_fd(const ml_fetch_request *rq, int fd, ml_fetch_result *res, ml_
     char *eff = NULL;
     if (curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK && eff)
         snprintf(res->effective_url, sizeof res->effective_url, "%s", eff);
-    curl_slist_free_all(hdrs);
     curl_easy_cleanup(c);
+    curl_slist_free_all(hdrs);
+    curl_slist_free_all(resolve);
 
     res->bytes = s.bytes;
     res->code = classify(rc, &s);

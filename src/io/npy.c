@@ -6,6 +6,7 @@
  * stored .npz entry, a memory buffer) or streaming a deflated entry through one small buffer. */
 #include "io/npy.h"
 #include "io/textmat.h"
+#include "util/cpus.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -379,7 +380,7 @@ static void *array_task_run(void *arg) {
 static size_t npmat_threads(const ml_npmat *m) {
     int deflated = 0;
     for (size_t i = 0; i < m->n_arrays; i++) deflated |= m->arrays[i].compressed;
-    size_t n = deflated && sysconf(_SC_NPROCESSORS_ONLN) > 1 ? m->n_arrays : 1;
+    size_t n = deflated && ml_cpus_usable() > 1 ? m->n_arrays : 1;
     return n < NPMAT_MAX_THREADS ? n : NPMAT_MAX_THREADS;
 }
 

@@ -764,6 +764,34 @@ static int dict_from_pairs(vm *m, ml_pv *d, const ml_pv *args) {
     return 0;
 }
 
+/* _codecs.encode(s, "latin1"): how protocols 0-2 pickle a Python 3 bytes object (numpy
+ * scalars' raw bytes among them). s is UTF-8 here; each code point must be below 256. */
+static ml_pv *latin1_bytes(vm *m, const ml_pv *str) {
+    const unsigned char *u = (const unsigned char *)str->u.s.data;
+    size_t n = str->u.s.len, k = 0;
+    unsigned char *out = malloc(n ? n : 1);
+    if (!out) {
+        fail(m, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < n; k++) {
+        if (u[i] < 0x80) {
+            out[k] = u[i++];
+        } else if ((u[i] & 0xE0) == 0xC0 && u[i] <= 0xC3 && i + 1 < n &&
+                   (u[i + 1] & 0xC0) == 0x80) {
+            out[k] = (unsigned char)(((u[i] & 0x03) << 6) | (u[i + 1] & 0x3F));
+            i += 2;
+        } else {
+            free(out);
+            fail(m, "_codecs.encode: the string is not latin-1 text (corrupt pickle)");
+            return NULL;
+        }
+    }
+    ml_pv *v = pv_bytes(m, ML_PV_BYTES, out, k);
+    free(out);
+    return v;
+}
+
 /* What REDUCE / NEWOBJ push: known callables evaluated by name, the rest kept opaque. */
 static ml_pv *call(vm *m, ml_pv *f, ml_pv *args) {
     if (args->type != ML_PV_TUPLE) {
@@ -779,6 +807,11 @@ static ml_pv *call(vm *m, ml_pv *f, ml_pv *args) {
         return d;
     }
     if (is_call(f, "collections", "defaultdict")) return pv_new(m, ML_PV_DICT);
+    if (is_call(f, "_codecs", "encode") && args->u.seq.n == 2 &&
+        args->u.seq.items[0]->type == ML_PV_STR &&
+        (ml_pv_is_str(args->u.seq.items[1], "latin1") ||
+         ml_pv_is_str(args->u.seq.items[1], "latin-1")))
+        return latin1_bytes(m, args->u.seq.items[0]);
     if (!strcmp(mod, "torch._utils")) {
         const char *name = f->u.global.name;
         if (!strcmp(name, "_rebuild_tensor_v2") || !strcmp(name, "_rebuild_tensor"))

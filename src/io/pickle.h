@@ -2,9 +2,9 @@
  *
  * It runs the opcodes of protocols 0-5 that plain data needs and builds a graph of values
  * instead of Python objects. Callables are never run: the few that matter for checkpoints are
- * evaluated by name (collections.OrderedDict and defaultdict -> dict, torch._utils.
- * _rebuild_tensor_v2/v3 -> tensor, _rebuild_parameter[_with_state] -> its data, copyreg.
- * _reconstructor -> object); any other REDUCE or NEWOBJ becomes an opaque object that keeps
+ * evaluated by name (collections.OrderedDict and defaultdict -> dict, _codecs.encode(s,
+ * "latin1") -> bytes, torch._utils._rebuild_tensor_v2/v3 -> tensor,
+ * _rebuild_parameter[_with_state] -> its data, copyreg._reconstructor -> object); any other REDUCE or NEWOBJ becomes an opaque object that keeps
  * its class, arguments and BUILD state, so a pickled config's fields can still be read.
  *
  * Hostile input: every read is bounds-checked and the work is bounded by ml_pickle_limits,

@@ -5,8 +5,9 @@
  * <prefix>/data/<key> of raw little-endian bytes per storage. Only the pickle is read here:
  * the state dict's tensors are registered with their storage entries, which
  * ml_tensorset_read_f32 reads later. Everything else in the pickle (optimizer state, numpy
- * scalars, counters) is ignored, except a config object's scalar fields, which become
- * metadata (the head count is not in the weights). */
+ * scalars, counters) is ignored, except a config object's scalar fields (numpy scalars
+ * included) and its class, which become metadata: the head count is not in the weights, and
+ * the later generation's MetaLearnerConfig governs its pass (MODEL.md section 7). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,11 +352,70 @@ static int register_tensors(ckpt *c, const ml_pv *sd, const char *where, ml_err 
     return 0;
 }
 
+/* numpy.core.multiarray.scalar(dtype(code, ...), raw bytes): a numpy scalar (np.float64(0.1)
+ * in a config) as text, or NULL when v is not one this reads (little-endian bool, int, uint
+ * and float of 1..8 bytes). */
+static const char *numpy_scalar(const ml_pv *v, char *buf, size_t len) {
+    if (v->type != ML_PV_OBJECT || v->u.obj.cls->type != ML_PV_GLOBAL ||
+        (!ml_pv_is_global(v->u.obj.cls, "numpy.core.multiarray", "scalar") &&
+         !ml_pv_is_global(v->u.obj.cls, "numpy._core.multiarray", "scalar")))
+        return NULL;
+    const ml_pv *args = v->u.obj.args;
+    if (!args || args->type != ML_PV_TUPLE || args->u.seq.n < 2) return NULL;
+    const ml_pv *dt = args->u.seq.items[0], *raw = args->u.seq.items[1];
+    if (dt->type != ML_PV_OBJECT || !ml_pv_is_global(dt->u.obj.cls, "numpy", "dtype") ||
+        !dt->u.obj.args || dt->u.obj.args->type != ML_PV_TUPLE || dt->u.obj.args->u.seq.n < 1 ||
+        raw->type != ML_PV_BYTES)
+        return NULL;
+    const char *code = pv_cstr(dt->u.obj.args->u.seq.items[0]);
+    const ml_pv *st = dt->u.obj.state; /* (version, byte order, ...) */
+    if (st && st->type == ML_PV_TUPLE && st->u.seq.n >= 2 && ml_pv_is_str(st->u.seq.items[1], ">"))
+        return NULL;
+    if (!code || strlen(code) != 2 || code[1] < '1' || code[1] > '8') return NULL;
+    size_t n = (size_t)(code[1] - '0');
+    if (raw->u.s.len != n) return NULL;
+    const unsigned char *b = (const unsigned char *)raw->u.s.data;
+    uint64_t u = 0;
+    for (size_t i = 0; i < n; i++) u |= (uint64_t)b[i] << (8 * i);
+    switch (code[0]) {
+    case 'b': snprintf(buf, len, "%s", u ? "true" : "false"); return n == 1 ? buf : NULL;
+    case 'u': snprintf(buf, len, "%" PRIu64, u); return buf;
+    case 'i': {
+        uint64_t sign = (uint64_t)1 << (8 * n - 1);
+        int64_t x = (int64_t)((u ^ sign) - sign); /* sign-extend */
+        snprintf(buf, len, "%" PRId64, x);
+        return buf;
+    }
+    case 'f': {
+        double x;
+        float f;
+        if (n == 8) {
+            memcpy(&x, &u, 8);
+        } else if (n == 4 || n == 2) {
+            if (ml_convert_to_f32(&f, b, n == 4 ? ML_F32 : ML_F16, 1)) return NULL;
+            x = f;
+        } else {
+            return NULL;
+        }
+        snprintf(buf, len, "%.17g", x);
+        return buf;
+    }
+    default: return NULL;
+    }
+}
+
 /* A pickled config (a dataclass, a Namespace: BUILD state dict) or a plain dict: its scalar
- * fields become metadata, e.g. num_attention_heads -> "12", bias -> "false". */
+ * fields (numpy scalars too) become metadata, e.g. num_attention_heads -> "12", bias ->
+ * "false", and an object's class "__class__" -> "metalign.model.MetaLearnerConfig". */
 static int config_meta(ckpt *c, const ml_pv *root, ml_err *err) {
     const ml_pv *cfg = ml_pv_dict_get(root, "config");
     const ml_pv *fields = cfg && cfg->type == ML_PV_DICT ? cfg : ml_pv_object_dict(cfg);
+    if (fields && cfg->type == ML_PV_OBJECT && cfg->u.obj.cls->type == ML_PV_GLOBAL) {
+        char cls[512];
+        snprintf(cls, sizeof cls, "%s.%s", cfg->u.obj.cls->u.global.module,
+                 cfg->u.obj.cls->u.global.name);
+        if (ml_tensorset_add_meta(c->ts, "__class__", cls, err)) return -1;
+    }
     for (size_t i = 0; fields && i < fields->u.dict.n; i++) {
         const char *key = pv_cstr(fields->u.dict.keys[i]);
         const ml_pv *v = fields->u.dict.vals[i];
@@ -373,6 +433,7 @@ static int config_meta(ckpt *c, const ml_pv *root, ml_err *err) {
             val = buf;
             break;
         case ML_PV_STR: val = pv_cstr(v); break;
+        case ML_PV_OBJECT: val = numpy_scalar(v, buf, sizeof buf); break;
         default: break;
         }
         if (val && ml_tensorset_add_meta(c->ts, key, val, err)) return -1;

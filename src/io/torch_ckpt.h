@@ -1,5 +1,6 @@
 /* torch.save checkpoints (zip format, PyTorch >= 1.6; MODEL.md section 6): the pickle's
- * tensors, their storages and the scalar fields of a pickled config object. */
+ * tensors, their storages and the scalar fields (and class, "__class__") of a pickled config
+ * object. */
 #ifndef METALIGN_IO_TORCH_CKPT_H
 #define METALIGN_IO_TORCH_CKPT_H
 

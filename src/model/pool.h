@@ -1,6 +1,11 @@
 /* A tiny fork-join thread pool for the non-GEMM parts of the forward pass (internal to
  * src/model/). Workers sleep on a condition variable between jobs, so they never compete with
- * OpenBLAS's own threads while a GEMM runs. */
+ * OpenBLAS's own threads while a GEMM runs.
+ *
+ * Why a second pool beside the engine's compute workers (engine/workers.h): those run whole
+ * requests, one per worker, and queue them by class; this one splits one forward call's
+ * layernorms and attention across the cores that call's GEMMs use, and lives inside one
+ * workspace, so a forward pass is parallel without knowing about requests. */
 #ifndef METALIGN_MODEL_POOL_H
 #define METALIGN_MODEL_POOL_H
 

@@ -1,6 +1,8 @@
-/* Binding a checkpoint's tensors to the model: the variant and every size come from the
- * state-dict names and shapes (MODEL.md section 2), all parameters go into one float buffer
- * (llm.c's params_memory), and every tensor's shape is checked before anything is read. */
+/* Binding a checkpoint's tensors to the model: the generation, the variant and every size come
+ * from the state-dict names and shapes (MODEL.md sections 2 and 7), all parameters go into one
+ * float buffer (llm.c's params_memory), and every tensor's shape is checked before anything is
+ * read. This file holds the seed's binding and what both generations share; weights_ml.c the
+ * later generation's. */
 #include "model/weights.h"
 
 #include "io/checkpoint.h"
@@ -12,50 +14,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* RoPE tables cover at least this many positions; the weights set no limit. */
-#define ML_ROPE_MIN_LEN 4096
-/* Any larger dimension is not a model this service can hold; it also keeps int maths safe. */
-#define ML_MAX_DIM (1 << 20)
-
-/* Name components of later generations of the research code (MODEL.md section 2). */
-static const char *const later_generation[] = {"embed", "attn", "ln_f", "head_binary",
-                                               "head_magnitude"};
-
-/* State-dict entries that are not parameters and are recomputed here. */
+/* State-dict entries of the seed that are not parameters and are recomputed here. */
 static const char *const known_buffers[] = {"freqs_cis"};
 
-static int later_generation_name(const char *name) {
-    for (const char *p = name; *p;) {
-        size_t len = strcspn(p, ".");
-        for (size_t i = 0; i < sizeof later_generation / sizeof later_generation[0]; i++)
-            if (strlen(later_generation[i]) == len && strncmp(p, later_generation[i], len) == 0)
-                return 1;
-        p += len;
-        if (*p) p++;
-    }
-    return 0;
-}
-
-static void shape_str(char *buf, size_t len, int ndim, const int64_t *shape) {
+void ml_shape_str(char *buf, size_t len, int ndim, const int64_t *shape) {
     size_t n = (size_t)snprintf(buf, len, "(");
     for (int d = 0; d < ndim && n < len; d++)
         n += (size_t)snprintf(buf + n, len - n, d ? ", %lld" : "%lld", (long long)shape[d]);
     if (n < len) snprintf(buf + n, len - n, ")");
 }
 
-/* Walks every parameter of the configured variant in params_memory order. With mem == NULL it
- * only checks names and shapes, marks the tensors it uses and counts the floats; with mem set
- * it also reads each tensor into place and sets the ml_params pointers. */
-typedef struct binder {
-    const ml_tensorset *ts;
-    const ml_model_config *cfg;
-    char *used; /* per tensor of ts */
-    float *mem;
-    size_t off;
-} binder;
-
-static int take(binder *b, float **field, int layers, const char *suffix, int ndim, int64_t d0,
-                int64_t d1, ml_err *err) {
+int ml_bind_take(ml_binder *b, float **field, int layers, const char *prefix, const char *suffix,
+                 int ndim, int64_t d0, int64_t d1, ml_err *err) {
     const ml_tensorset *ts = b->ts;
     int64_t want[2] = {d0, d1};
     size_t numel = (size_t)d0 * (size_t)(ndim == 2 ? d1 : 1);
@@ -63,10 +33,10 @@ static int take(binder *b, float **field, int layers, const char *suffix, int nd
     for (int i = 0; i < n; i++) {
         char name[256], ws[64], gs[128];
         if (layers)
-            snprintf(name, sizeof name, "layers.%d.%s", i, suffix);
+            snprintf(name, sizeof name, "%s%d%s", prefix, i, suffix);
         else
             snprintf(name, sizeof name, "%s", suffix);
-        shape_str(ws, sizeof ws, ndim, want);
+        ml_shape_str(ws, sizeof ws, ndim, want);
         const ml_tensor *t = ml_tensorset_find(ts, name);
         if (!t)
             return ml_errf(err, "%s: tensor %s (shape %s) is missing; the other tensors say "
@@ -74,11 +44,9 @@ static int take(binder *b, float **field, int layers, const char *suffix, int nd
         int ok = t->ndim == ndim;
         for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == want[d];
         if (!ok) {
-            shape_str(gs, sizeof gs, t->ndim, t->shape);
-            return ml_errf(err, "%s: tensor %s has shape %s but %s was expected (the other "
-                                "tensors give input size %d, hidden size %d, intermediate "
-                                "size %d)", ts->path, name, gs, ws, b->cfg->input_size,
-                           b->cfg->hidden_size, b->cfg->intermediate_size);
+            ml_shape_str(gs, sizeof gs, t->ndim, t->shape);
+            return ml_errf(err, "%s: tensor %s has shape %s but %s was expected (%s)", ts->path,
+                           name, gs, ws, b->context);
         }
         b->used[t - ts->tensors] = 1;
         if (b->mem && ml_tensorset_read_f32(ts, t, b->mem + b->off + (size_t)i * numel, err) != 0)
@@ -89,69 +57,104 @@ static int take(binder *b, float **field, int layers, const char *suffix, int nd
     return 0;
 }
 
-static int walk(binder *b, const ml_model_config *c, ml_params *p, ml_err *err) {
-    int64_t C = c->hidden_size, I = c->intermediate_size, L = c->num_layers;
-    int bias = c->bias;
-    if (c->embedding && take(b, &p->emb_w, 0, "embedding.weight", 2, C, c->input_size, err))
+int ml_bind_params(ml_model *m, const ml_tensorset *ts, ml_walk_fn walk,
+                   int (*ignored)(const char *name), const char *what, ml_err *err) {
+    ml_binder b = {.ts = ts, .used = calloc(ts->n_tensors + 1, 1)};
+    if (!b.used) return ml_errf(err, "out of memory");
+    int rc = walk(&b, m, err);
+    for (size_t k = 0; rc == 0 && k < ts->n_tensors; k++)
+        if (!b.used[k] && !ignored(ts->tensors[k].name))
+            rc = ml_errf(err, "%s: tensor %s is not part of %s; the checkpoint holds a different "
+                              "architecture", ts->path, ts->tensors[k].name, what);
+    if (rc == 0) {
+        m->num_params = b.off;
+        m->params_memory = malloc(sizeof(float) * (b.off ? b.off : 1));
+        if (!m->params_memory) rc = ml_errf(err, "out of memory for %zu parameters", b.off);
+    }
+    if (rc == 0) {
+        b.mem = m->params_memory;
+        b.off = 0;
+        rc = walk(&b, m, err);
+    }
+    free(b.used);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The seed's transformer */
+
+static int seed_walk(ml_binder *b, ml_model *m, ml_err *err) {
+    const ml_model_config *c = &m->cfg;
+    ml_params *p = &m->params;
+    int64_t C = c->hidden_size, I = c->intermediate_size;
+    int L = c->num_layers, bias = c->bias;
+    snprintf(b->context, sizeof b->context, "the other tensors give input size %d, hidden size "
+             "%d, intermediate size %d", c->input_size, c->hidden_size, c->intermediate_size);
+    const char *lp = "layers.";
+    if (c->embedding &&
+        ml_bind_take(b, &p->emb_w, 0, "", "embedding.weight", 2, C, c->input_size, err))
         return -1;
-    if (c->embedding && bias && take(b, &p->emb_b, 0, "embedding.bias", 1, C, 0, err)) return -1;
+    if (c->embedding && bias && ml_bind_take(b, &p->emb_b, 0, "", "embedding.bias", 1, C, 0, err))
+        return -1;
     if (c->pos == ML_POS_LEARNED &&
-        take(b, &p->pos, 0, "pos_encoder.embedding.weight", 2, c->max_seq_len, C, err))
+        ml_bind_take(b, &p->pos, 0, "", "pos_encoder.embedding.weight", 2, c->max_seq_len, C,
+                     err))
         return -1;
-    if (take(b, &p->ln1_w, L, "ln1.weight", 1, C, 0, err) ||
-        take(b, &p->ln1_b, L, "ln1.bias", 1, C, 0, err) ||
-        take(b, &p->qkv_w, L, "self_attn.qkv.weight", 2, 3 * C, C, err) ||
-        (bias && take(b, &p->qkv_b, L, "self_attn.qkv.bias", 1, 3 * C, 0, err)) ||
-        take(b, &p->o_w, L, "self_attn.o_proj.weight", 2, C, C, err) ||
-        (bias && take(b, &p->o_b, L, "self_attn.o_proj.bias", 1, C, 0, err)) ||
-        take(b, &p->ln2_w, L, "ln2.weight", 1, C, 0, err) ||
-        take(b, &p->ln2_b, L, "ln2.bias", 1, C, 0, err) ||
-        take(b, &p->fc1_w, L, "mlp.fc1.weight", 2, I, C, err) ||
-        (bias && take(b, &p->fc1_b, L, "mlp.fc1.bias", 1, I, 0, err)) ||
-        take(b, &p->fc2_w, L, "mlp.fc2.weight", 2, C, I, err) ||
-        (bias && take(b, &p->fc2_b, L, "mlp.fc2.bias", 1, C, 0, err)) ||
-        take(b, &p->lnf_w, 0, "final_ln.weight", 1, C, 0, err) ||
-        take(b, &p->lnf_b, 0, "final_ln.bias", 1, C, 0, err) ||
-        take(b, &p->head_w, 0, "linear_head.weight", 2, 1, C, err) ||
-        (c->logit_bias && take(b, &p->head_b, 0, "linear_head.bias", 1, 1, 0, err)))
+    if (ml_bind_take(b, &p->ln1_w, L, lp, ".ln1.weight", 1, C, 0, err) ||
+        ml_bind_take(b, &p->ln1_b, L, lp, ".ln1.bias", 1, C, 0, err) ||
+        ml_bind_take(b, &p->qkv_w, L, lp, ".self_attn.qkv.weight", 2, 3 * C, C, err) ||
+        (bias && ml_bind_take(b, &p->qkv_b, L, lp, ".self_attn.qkv.bias", 1, 3 * C, 0, err)) ||
+        ml_bind_take(b, &p->o_w, L, lp, ".self_attn.o_proj.weight", 2, C, C, err) ||
+        (bias && ml_bind_take(b, &p->o_b, L, lp, ".self_attn.o_proj.bias", 1, C, 0, err)) ||
+        ml_bind_take(b, &p->ln2_w, L, lp, ".ln2.weight", 1, C, 0, err) ||
+        ml_bind_take(b, &p->ln2_b, L, lp, ".ln2.bias", 1, C, 0, err) ||
+        ml_bind_take(b, &p->fc1_w, L, lp, ".mlp.fc1.weight", 2, I, C, err) ||
+        (bias && ml_bind_take(b, &p->fc1_b, L, lp, ".mlp.fc1.bias", 1, I, 0, err)) ||
+        ml_bind_take(b, &p->fc2_w, L, lp, ".mlp.fc2.weight", 2, C, I, err) ||
+        (bias && ml_bind_take(b, &p->fc2_b, L, lp, ".mlp.fc2.bias", 1, C, 0, err)) ||
+        ml_bind_take(b, &p->lnf_w, 0, "", "final_ln.weight", 1, C, 0, err) ||
+        ml_bind_take(b, &p->lnf_b, 0, "", "final_ln.bias", 1, C, 0, err) ||
+        ml_bind_take(b, &p->head_w, 0, "", "linear_head.weight", 2, 1, C, err) ||
+        (c->logit_bias && ml_bind_take(b, &p->head_b, 0, "", "linear_head.bias", 1, 1, 0, err)))
         return -1;
     return 0;
 }
 
-/* Number of blocks: the indices i of `layers.{i}.` must run 0..L-1 without a gap. */
-static int count_layers(const ml_tensorset *ts, int *layers, ml_err *err) {
+int ml_count_indexed(const ml_tensorset *ts, const char *prefix, char terminator, int *layers,
+                     ml_err *err) {
     char seen[ML_MAX_LAYERS] = {0};
+    size_t plen = strlen(prefix);
     int max = -1;
     for (size_t k = 0; k < ts->n_tensors; k++) {
         const char *name = ts->tensors[k].name;
-        if (strncmp(name, "layers.", 7) != 0) continue;
+        if (strncmp(name, prefix, plen) != 0) continue;
+        const char *digits = name + plen;
         char *end;
-        long i = strtol(name + 7, &end, 10);
-        if (name[7] < '0' || name[7] > '9' || *end != '.')
-            return ml_errf(err, "%s: tensor %s: expected layers.<index>.<name>", ts->path, name);
+        long i = strtol(digits, &end, 10);
+        if (*digits < '0' || *digits > '9' || *end != terminator)
+            return ml_errf(err, "%s: tensor %s: expected %s<index>%s", ts->path, name, prefix,
+                           terminator ? ".<name>" : "");
         if (i >= ML_MAX_LAYERS)
             return ml_errf(err, "%s: tensor %s: more than %d layers are not supported", ts->path,
                            name, ML_MAX_LAYERS);
         seen[i] = 1;
         if (i > max) max = (int)i;
     }
-    if (max < 0)
-        return ml_errf(err, "%s: no tensor layers.0.*: this is not a checkpoint of the seed's "
-                            "transformer (layers.{i}.ln1.weight, ... are expected)", ts->path);
     for (int i = 0; i <= max; i++)
         if (!seen[i])
-            return ml_errf(err, "%s: layers.%d.* is missing but layers.%d.* is present; the "
-                                "layers must be numbered 0..%d", ts->path, i, max, max);
+            return ml_errf(err, "%s: %s%d%s is missing but %s%d%s is present; the layers must "
+                                "be numbered 0..%d", ts->path, prefix, i,
+                           terminator ? ".*" : "", prefix, max, terminator ? ".*" : "", max);
     *layers = max + 1;
     return 0;
 }
 
-static int dim_of(const ml_tensorset *ts, const char *name, int ndim, int axis, int *out,
-                  ml_err *err) {
+int ml_tensor_dim(const ml_tensorset *ts, const char *name, int ndim, int axis, int *out,
+                  const char *what, ml_err *err) {
     const ml_tensor *t = ml_tensorset_find(ts, name);
     if (!t)
-        return ml_errf(err, "%s: tensor %s is missing; this is not a checkpoint of the seed's "
-                            "transformer", ts->path, name);
+        return ml_errf(err, "%s: tensor %s is missing; this is not a checkpoint of %s",
+                       ts->path, name, what);
     if (t->ndim != ndim)
         return ml_errf(err, "%s: tensor %s has %d dimensions, %d expected", ts->path, name,
                        t->ndim, ndim);
@@ -183,68 +186,122 @@ static int check_bias_set(const ml_tensorset *ts, int bias, ml_err *err) {
     return 0;
 }
 
-static int heads_of(const ml_tensorset *ts, int heads_hint, int *heads, ml_err *err) {
-    const char *v = ml_tensorset_meta(ts, "num_attention_heads");
+int ml_resolve_heads(const ml_tensorset *ts, const char *key, int heads_hint, int *heads,
+                     const char **source, ml_err *err) {
+    const char *v = ml_tensorset_meta(ts, key);
     if (!v) {
-        if (heads_hint < 1)
-            return ml_errf(err, "%s: the checkpoint does not record its number of attention "
-                                "heads; give it with --heads", ts->path);
-        *heads = heads_hint;
+        *heads = heads_hint > 0 ? heads_hint : ML_DEFAULT_HEADS;
+        *source = heads_hint > 0 ? "--heads" : "default";
         return 0;
     }
     char *end;
     long h = strtol(v, &end, 10);
     if (end == v || *end || h < 1 || h > ML_MAX_DIM)
-        return ml_errf(err, "%s: metadata num_attention_heads=\"%s\" is not a positive integer",
-                       ts->path, v);
+        return ml_errf(err, "%s: metadata %s=\"%s\" is not a positive integer", ts->path, key, v);
+    if (heads_hint > 0 && heads_hint != h)
+        return ml_errf(err, "%s: --heads %d contradicts the checkpoint, whose config says "
+                            "%s=%ld; drop --heads (it is only for checkpoints without a head "
+                            "count)", ts->path, heads_hint, key, h);
     *heads = (int)h;
+    *source = "checkpoint";
     return 0;
 }
 
-static int detect_config(const ml_tensorset *ts, int heads_hint, ml_model_config *c,
-                         ml_err *err) {
-    for (size_t k = 0; k < ts->n_tensors; k++)
-        if (later_generation_name(ts->tensors[k].name))
-            return ml_errf(err, "%s: tensor %s belongs to a later-generation architecture of "
-                                "the research code (embed/attn/ln_f/head_binary/head_magnitude); "
-                                "this service supports the seed's transformer only",
-                           ts->path, ts->tensors[k].name);
+static const char *seed_what = "the seed's transformer";
+
+/* A field the checkpoint's config (a pickled TransformerConfig, or safetensors metadata)
+ * records must be what the tensors say; a value that is not a number or boolean is not this
+ * check's to judge. */
+static int seed_field(const ml_tensorset *ts, const char *key, long tensor_value,
+                      const char *where, ml_err *err) {
+    const char *v = ml_tensorset_meta(ts, key);
+    if (!v) return 0;
+    long x;
+    char *end;
+    if (!strcmp(v, "true") || !strcmp(v, "false")) {
+        x = v[0] == 't';
+    } else {
+        x = strtol(v, &end, 10);
+        if (end == v || *end) return 0;
+    }
+    if (x == tensor_value) return 0;
+    return ml_errf(err, "%s: the checkpoint's config says %s=%s but its tensors say %ld (%s); "
+                        "the config and the weights disagree", ts->path, key, v, tensor_value,
+                   where);
+}
+
+static int check_seed_config(const ml_tensorset *ts, const ml_model_config *c, ml_err *err) {
+    return seed_field(ts, "hidden_size", c->hidden_size, "the rows of embedding.weight or the "
+                                                         "width of final_ln.weight", err) ||
+                   seed_field(ts, "input_size", c->input_size,
+                              c->embedding ? "the columns of embedding.weight"
+                                           : "no embedding layer: the hidden size", err) ||
+                   seed_field(ts, "intermediate_size", c->intermediate_size,
+                              "the rows of layers.0.mlp.fc1.weight", err) ||
+                   seed_field(ts, "num_layers", c->num_layers, "layers.<i>.*", err) ||
+                   seed_field(ts, "embedding", c->embedding, "embedding.weight", err) ||
+                   seed_field(ts, "bias", c->bias, "layers.0.self_attn.qkv.bias", err) ||
+                   seed_field(ts, "logit_bias", c->logit_bias, "linear_head.bias", err) ||
+                   (c->pos == ML_POS_LEARNED &&
+                    seed_field(ts, "sequence_length", c->max_seq_len,
+                               "the rows of pos_encoder.embedding.weight", err))
+               ? -1
+               : 0;
+}
+
+static int detect_config(const ml_tensorset *ts, int heads_hint, ml_model *m, ml_err *err) {
+    ml_model_config *c = &m->cfg;
     memset(c, 0, sizeof *c);
     c->embedding = ml_tensorset_find(ts, "embedding.weight") != NULL;
     if (c->embedding) {
-        if (dim_of(ts, "embedding.weight", 2, 0, &c->hidden_size, err) ||
-            dim_of(ts, "embedding.weight", 2, 1, &c->input_size, err))
+        if (ml_tensor_dim(ts, "embedding.weight", 2, 0, &c->hidden_size, seed_what, err) ||
+            ml_tensor_dim(ts, "embedding.weight", 2, 1, &c->input_size, seed_what, err))
             return -1;
     } else {
-        if (dim_of(ts, "final_ln.weight", 1, 0, &c->hidden_size, err)) return -1;
+        if (ml_tensor_dim(ts, "final_ln.weight", 1, 0, &c->hidden_size, seed_what, err))
+            return -1;
         c->input_size = c->hidden_size;
     }
-    if (dim_of(ts, "layers.0.mlp.fc1.weight", 2, 0, &c->intermediate_size, err) ||
-        count_layers(ts, &c->num_layers, err))
+    if (ml_tensor_dim(ts, "layers.0.mlp.fc1.weight", 2, 0, &c->intermediate_size, seed_what,
+                      err) ||
+        ml_count_indexed(ts, "layers.", '.', &c->num_layers, err))
         return -1;
+    if (c->num_layers == 0)
+        return ml_errf(err, "%s: no tensor layers.0.*: this is not a checkpoint of the seed's "
+                            "transformer (layers.{i}.ln1.weight, ... are expected)", ts->path);
     c->bias = ml_tensorset_find(ts, "layers.0.self_attn.qkv.bias") != NULL;
     if (check_bias_set(ts, c->bias, err)) return -1;
     c->logit_bias = ml_tensorset_find(ts, "linear_head.bias") != NULL;
     c->pos = ML_POS_ROPE;
     if (ml_tensorset_find(ts, "pos_encoder.embedding.weight")) {
         c->pos = ML_POS_LEARNED;
-        if (dim_of(ts, "pos_encoder.embedding.weight", 2, 0, &c->max_seq_len, err)) return -1;
+        if (ml_tensor_dim(ts, "pos_encoder.embedding.weight", 2, 0, &c->max_seq_len, seed_what,
+                          err))
+            return -1;
     }
-    if (heads_of(ts, heads_hint, &c->num_heads, err)) return -1;
+    if (check_seed_config(ts, c, err) ||
+        ml_resolve_heads(ts, "num_attention_heads", heads_hint, &c->num_heads, &m->heads_source,
+                         err))
+        return -1;
     int C = c->hidden_size, H = c->num_heads;
+    const char *hint = strcmp(m->heads_source, "default") == 0
+                           ? " (the default: the checkpoint does not record its head count; "
+                             "give it with --heads)"
+                           : "";
     if (C % H != 0)
-        return ml_errf(err, "%s: hidden size %d is not a multiple of the %d attention heads",
-                       ts->path, C, H);
+        return ml_errf(err, "%s: hidden size %d is not a multiple of the %d attention heads%s",
+                       ts->path, C, H, hint);
     if (c->pos == ML_POS_ROPE && (C / H) % 2 != 0)
-        return ml_errf(err, "%s: rotary positions need an even head size, but %d / %d heads = %d",
-                       ts->path, C, H, C / H);
+        return ml_errf(err, "%s: rotary positions need an even head size, but %d / %d heads = "
+                            "%d%s", ts->path, C, H, C / H, hint);
     if (c->embedding && c->input_size < 2)
         return ml_errf(err, "%s: embedding.weight has %d input columns; the 2 label columns "
                             "alone need 2", ts->path, c->input_size);
+    m->feature_dim = c->input_size - 2;
     return 0;
 }
 
-static int is_known_buffer(const char *name) {
+static int seed_ignored(const char *name) {
     for (size_t i = 0; i < sizeof known_buffers / sizeof known_buffers[0]; i++)
         if (strcmp(name, known_buffers[i]) == 0) return 1;
     return 0;
@@ -253,7 +310,7 @@ static int is_known_buffer(const char *name) {
 /* Rotation tables as the reference computes them: freqs = 1 / 10000^(2i/d) and the angle
  * t * freqs[i] rounded to float32, cos and sin of that float. torch's pow is within 2 ulp of
  * the correctly rounded value used here (1e-5 of the angle at t = 100 at worst). */
-static int rope_tables(ml_model *m, int len, ml_err *err) {
+int ml_rope_tables(ml_model *m, int len, ml_err *err) {
     int half = m->cfg.hidden_size / m->cfg.num_heads / 2;
     m->rope_cos = malloc(sizeof(float) * (size_t)len * (size_t)half);
     m->rope_sin = malloc(sizeof(float) * (size_t)len * (size_t)half);
@@ -296,7 +353,7 @@ static int label_columns(ml_model *m, ml_err *err) {
 
 /* vo_w[l] (C, C) = o_w[l] (C, C) @ v_w[l] (C, C), v_w the last third of qkv_w[l];
  * vo_b[l] (C) = o_w[l] @ v_b[l] + o_b[l]. */
-static int fused_value_output(ml_model *m, ml_err *err) {
+int ml_fused_value_output(ml_model *m, ml_err *err) {
     const ml_params *p = &m->params;
     size_t C = (size_t)m->cfg.hidden_size, L = (size_t)m->cfg.num_layers;
     if (L == 0 || C == 0) return 0;
@@ -319,29 +376,13 @@ static int fused_value_output(ml_model *m, ml_err *err) {
     return 0;
 }
 
-static int bind_model(ml_model *m, const ml_tensorset *ts, int heads_hint, ml_err *err) {
-    if (detect_config(ts, heads_hint, &m->cfg, err)) return -1;
-    binder b = {.ts = ts, .cfg = &m->cfg, .used = calloc(ts->n_tensors + 1, 1)};
-    if (!b.used) return ml_errf(err, "out of memory");
-    int rc = walk(&b, &m->cfg, &m->params, err);
-    for (size_t k = 0; rc == 0 && k < ts->n_tensors; k++)
-        if (!b.used[k] && !is_known_buffer(ts->tensors[k].name))
-            rc = ml_errf(err, "%s: tensor %s is not part of the seed's transformer (variant %s, "
-                              "%s biases); the checkpoint holds a different architecture",
-                         ts->path, ts->tensors[k].name, ml_posenc_name(m->cfg.pos),
-                         m->cfg.bias ? "with" : "without");
-    if (rc == 0) {
-        m->num_params = b.off;
-        m->params_memory = malloc(sizeof(float) * (b.off ? b.off : 1));
-        if (!m->params_memory) rc = ml_errf(err, "out of memory for %zu parameters", b.off);
-    }
-    if (rc == 0) {
-        b.mem = m->params_memory;
-        b.off = 0;
-        rc = walk(&b, &m->cfg, &m->params, err);
-    }
-    free(b.used);
-    if (rc) return -1;
+static int bind_seed(ml_model *m, const ml_tensorset *ts, int heads_hint, ml_err *err) {
+    m->generation = ML_GEN_SEED;
+    if (detect_config(ts, heads_hint, m, err)) return -1;
+    char what[160];
+    snprintf(what, sizeof what, "the seed's transformer (variant %s, %s biases)",
+             ml_posenc_name(m->cfg.pos), m->cfg.bias ? "with" : "without");
+    if (ml_bind_params(m, ts, seed_walk, seed_ignored, what, err)) return -1;
     int rope_len = ML_ROPE_MIN_LEN;
     const ml_tensor *fc = ml_tensorset_find(ts, "freqs_cis");
     if (fc && fc->ndim >= 1 && fc->shape[0] > rope_len && fc->shape[0] <= ML_MAX_DIM)
@@ -354,14 +395,17 @@ static int bind_model(ml_model *m, const ml_tensorset *ts, int heads_hint, ml_er
         m->trained_seq_len = (int)fc->shape[0];
     else if (ml_tensorset_meta(ts, "sequence_length"))
         m->trained_seq_len = atoi(ml_tensorset_meta(ts, "sequence_length"));
-    if (m->cfg.pos == ML_POS_ROPE && rope_tables(m, rope_len, err)) return -1;
-    if (fused_value_output(m, err)) return -1;
+    if (m->cfg.pos == ML_POS_ROPE && ml_rope_tables(m, rope_len, err)) return -1;
+    if (ml_fused_value_output(m, err)) return -1;
     return label_columns(m, err);
 }
 
 int ml_model_from_tensorset(ml_model *m, const ml_tensorset *ts, int heads_hint, ml_err *err) {
     memset(m, 0, sizeof *m);
-    if (bind_model(m, ts, heads_hint, err) != 0) {
+    const char *why = NULL;
+    int rc = ml_is_later_generation(ts, &why) ? ml_bind_metalearner(m, ts, heads_hint, err)
+                                              : bind_seed(m, ts, heads_hint, err);
+    if (rc != 0) {
         ml_model_free(m);
         return -1;
     }
@@ -393,29 +437,8 @@ void ml_model_free(ml_model *m) {
     free(m->label_emb);
     free(m->vo_w);
     free(m->vo_b);
+    free(m->fb_col);
+    free(m->lstm_b);
     free(m->path);
     memset(m, 0, sizeof *m);
-}
-
-int ml_model_num_outputs(const ml_model *m) { return 1 + m->cfg.num_layers; }
-
-const char *ml_model_output_name(const ml_model *m, int index, char *buf, size_t len) {
-    if (index == 0)
-        snprintf(buf, len, "embedding");
-    else if (index > 0 && index <= m->cfg.num_layers)
-        snprintf(buf, len, "layer_%d", index - 1);
-    else
-        snprintf(buf, len, "?");
-    return buf;
-}
-
-int ml_model_output_index(const ml_model *m, const char *name) {
-    char buf[32];
-    for (int i = 0; i < ml_model_num_outputs(m); i++)
-        if (strcmp(name, ml_model_output_name(m, i, buf, sizeof buf)) == 0) return i;
-    return -1;
-}
-
-const char *ml_posenc_name(ml_posenc pos) {
-    return pos == ML_POS_LEARNED ? "learned_positions" : "rope";
 }

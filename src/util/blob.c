@@ -14,6 +14,7 @@ ml_blob *ml_blob_new(const char *data, size_t len) {
     b->len = len;
     memcpy(b->data, data, len);
     b->data[len] = '\0';
+    ml_sha256_hex(b->data, len, b->sha256);
     return b;
 }
 

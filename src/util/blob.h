@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include "metalign/sha256.h"
 #include "util/ref.h"
 
 extern const char ML_BLOB_KIND[];
@@ -13,10 +14,13 @@ extern const char ML_BLOB_KIND[];
 typedef struct ml_blob {
     ml_ref ref;
     size_t len;
+    /* SHA-256 of the bytes, hashed once here so that every conditional request for a shared
+     * answer (ETag, If-None-Match) compares it without hashing the bytes again. */
+    char sha256[ML_SHA256_HEX_LEN];
     char data[]; /* NUL-terminated */
 } ml_blob;
 
-/* Takes a copy of data; the new blob has one reference. */
+/* Takes a copy of data (and its SHA-256); the new blob has one reference. */
 ml_blob *ml_blob_new(const char *data, size_t len);
 ml_blob *ml_blob_ref(ml_blob *b);
 void ml_blob_unref(ml_blob *b);

@@ -40,12 +40,36 @@ void ml_jw_object_end(ml_jw *w) { close(w, '}'); }
 void ml_jw_array(ml_jw *w) { open(w, '['); }
 void ml_jw_array_end(ml_jw *w) { close(w, ']'); }
 
+/* The length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong form, no
+ * surrogate, at most U+10FFFF), or 0. */
+static int utf8_len(const unsigned char *s) {
+    unsigned c = s[0];
+    int n = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 0;
+    if (c >= 0xF5) n = 0;
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    if (n == 3 && ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0))) return 0;
+    if (n == 4 && ((c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90))) return 0;
+    return n;
+}
+
 static void put_string(ml_buf *b, const char *s) {
     static const char hex[] = "0123456789abcdef";
     ml_buf_append(b, "\"", 1);
     const char *run = s;
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
+        if (c >= 0x80) { /* text from a request may be any bytes; JSON must be UTF-8 */
+            int n = utf8_len((const unsigned char *)s);
+            if (n > 0) {
+                s += n - 1;
+                continue;
+            }
+            ml_buf_append(b, run, (size_t)(s - run));
+            run = s + 1;
+            ml_buf_puts(b, "\\ufffd");
+            continue;
+        }
         if (c >= 0x20 && c != '"' && c != '\\') continue;
         ml_buf_append(b, run, (size_t)(s - run));
         run = s + 1;

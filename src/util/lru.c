@@ -142,18 +142,20 @@ void ml_lru_put(ml_lru *c, const char *key, ml_ref *obj) {
     pthread_mutex_unlock(&c->lock);
 }
 
+static lru_entry *find_obj(ml_lru *c, const ml_ref *obj) {
+    for (lru_entry *e = c->head; e; e = e->next)
+        if (e->obj == obj) return e;
+    return NULL;
+}
+
 int ml_lru_pin(ml_lru *c, const char *key, ml_ref *obj) {
     if (!obj) return -1;
     lru_entry *fresh = new_entry(key, obj);
     if (!fresh) return -1;
     pthread_mutex_lock(&c->lock);
-    lru_entry *e = find(c, key);
-    if (e && e->obj != obj && e->pins) {
-        /* pinned by another job with an equal answer: share that pin */
-    } else if (e && e->obj != obj) {
-        drop_entry(c, e);
-        e = NULL;
-    }
+    /* the object may be cached already, under the key of the request that made it: pin that
+     * entry, so its bytes count once */
+    lru_entry *e = find_obj(c, obj);
     int rc = 0;
     if (e) {
         if (!e->pins && !fits(c, e->obj->bytes)) {
@@ -161,11 +163,9 @@ int ml_lru_pin(ml_lru *c, const char *key, ml_ref *obj) {
         } else {
             if (!e->pins) c->pinned_bytes += e->obj->bytes;
             e->pins++;
-            unlink_entry(c, e);
-            push_front(c, e);
         }
-    } else if (!fits(c, obj->bytes)) {
-        rc = -1;
+    } else if (find(c, key) || !fits(c, obj->bytes)) {
+        rc = -1; /* key is the caller's own: taken means a bug, not a reason to evict */
     } else {
         fresh->pins = 1;
         push_front(c, fresh);
@@ -180,15 +180,15 @@ int ml_lru_pin(ml_lru *c, const char *key, ml_ref *obj) {
     return rc;
 }
 
-void ml_lru_unpin(ml_lru *c, const char *key, int drop) {
+void ml_lru_unpin(ml_lru *c, const ml_ref *obj, int drop) {
     pthread_mutex_lock(&c->lock);
-    lru_entry *e = find(c, key);
-    if (e && e->pins) {
-        if (--e->pins == 0) {
-            c->pinned_bytes -= e->obj->bytes;
-            if (drop) drop_entry(c, e);
-            else evict(c);
-        }
+    lru_entry *e = find_obj(c, obj);
+    if (e && e->pins && --e->pins == 0) {
+        c->pinned_bytes -= e->obj->bytes;
+        if (drop)
+            drop_entry(c, e);
+        else
+            evict(c);
     }
     pthread_mutex_unlock(&c->lock);
 }

@@ -24,13 +24,14 @@ void ml_lru_put(ml_lru *c, const char *key, ml_ref *obj);
 void ml_lru_put_blob(ml_lru *c, const char *key, ml_blob *b);
 /* Drops the entry under key, if any and not pinned. */
 void ml_lru_remove(ml_lru *c, const char *key);
-/* Holds obj under key until ml_lru_unpin (one pin per call; an entry under key with an equal
- * answer is shared). -1, nothing held, when the pinned entries and obj would not fit the byte
- * bound: the caller refuses the job rather than exceed the budget. */
+/* Holds obj until ml_lru_unpin (one pin per call): the entry that already holds obj, under
+ * whatever key, or a new one under key (the caller's own, e.g. "job:<id>"). -1, nothing
+ * held, when the pinned entries and obj would not fit the byte bound: the caller refuses the
+ * job rather than exceed the budget. */
 int ml_lru_pin(ml_lru *c, const char *key, ml_ref *obj);
-/* Releases one pin; once the last is gone the entry is dropped (drop) or becomes an ordinary,
- * evictable entry. */
-void ml_lru_unpin(ml_lru *c, const char *key, int drop);
+/* Releases one pin of obj; once the last is gone its entry is dropped (drop) or becomes an
+ * ordinary, evictable entry. */
+void ml_lru_unpin(ml_lru *c, const ml_ref *obj, int drop);
 size_t ml_lru_pinned_bytes(ml_lru *c);
 size_t ml_lru_max_bytes(const ml_lru *c);
 void ml_lru_stats(ml_lru *c, int *entries, size_t *bytes);

@@ -129,11 +129,20 @@ static void test_matrix_matches_numpy(void) {
     CHECK(textfix_doubles(&fx, "matrix_debiased", want_deb, MAXREPS * MAXREPS) ==
           n_reps * n_reps);
     CHECK(ml_cka_matrix((const ml_cka_rep *const *)reps, n_reps, lin, deb, &err) == 0);
-    for (int i = 0; i < n_reps * n_reps; i++) {
-        /* float Grams with double sums: about 1e-7 */
-        CHECK_NEAR(lin[i], want_lin[i], 1e-6, 1e-7);
-        CHECK_NEAR(deb[i], want_deb[i], 1e-5, 1e-6);
-    }
+    /* The off-diagonal entries against numpy, each computed there on its own pair (both
+     * (i, j) and (j, i)); the diagonal is 1 by definition, set by both sides, so comparing
+     * it would prove nothing. Float Grams with double sums: about 1e-7. */
+    int compared = 0;
+    for (int i = 0; i < n_reps; i++)
+        for (int j = 0; j < n_reps; j++) {
+            if (i == j) continue;
+            int k = i * n_reps + j;
+            CHECK_NEAR(lin[k], want_lin[k], 1e-6, 1e-7);
+            CHECK_NEAR(deb[k], want_deb[k], 1e-5, 1e-6);
+            compared++;
+        }
+    CHECK_EQ_INT(compared, n_reps * (n_reps - 1));
+    CHECK(n_reps >= 3);
     /* either output may be skipped */
     double lin2[MAXREPS * MAXREPS];
     CHECK(ml_cka_matrix((const ml_cka_rep *const *)reps, n_reps, lin2, NULL, &err) == 0);
@@ -220,7 +229,17 @@ static void test_known_exact(void) {
         CHECK(ml_cka_matrix(pair, 2, lin, deb, &err) == 0);
         CHECK_NEAR(lin[1], 1.0, 1e-6, 0);
         CHECK_NEAR(deb[1], 1.0, 1e-6, 0);
-        CHECK(lin[1] == lin[2] && lin[0] == 1 && lin[3] == 1);
+        /* the off-diagonal entries are the pairwise CKA with Xt as the target, both ways */
+        CHECK_NEAR(lin[1], ml_cka_linear_direct(X, n, p, Xt, p), 1e-9, 1e-12);
+        CHECK_NEAR(lin[2], ml_cka_linear_direct(Xt, n, p, X, p), 1e-9, 1e-12);
+        ml_cka_target *txt = ml_cka_target_new(Xt, n, p, &err);
+        ml_cka_rep *rxt = txt ? ml_cka_rep_new(X, n, p, txt, &err) : NULL;
+        double want_deb = NAN;
+        CHECK(rxt && ml_cka_debiased(rxt, txt, NULL, 0, &want_deb, &err) == 0);
+        CHECK_NEAR(deb[1], want_deb, 1e-9, 1e-12);
+        CHECK_NEAR(deb[2], want_deb, 1e-9, 1e-12);
+        ml_cka_rep_free(rxt);
+        ml_cka_target_free(txt);
     }
     free(Xt);
     ml_cka_rep_free(r0);

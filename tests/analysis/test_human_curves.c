@@ -12,14 +12,13 @@
 #include "metalign/human_curves.h"
 
 static int load(const char *name, ml_human_data *d) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/tests/fixtures/human/%s", ML_SOURCE_ROOT, name);
+    const char *path = FIXTUREF("human/%s", name);
     size_t len;
     char *buf = read_file(path, &len);
     ml_fetch_code code;
     ml_err err = {{0}};
     int rc = buf ? ml_human_csv_parse(buf, len, name, d, &code, &err) : -1;
-    if (rc != 0) printf("# %s: %s\n", name, err.msg);
+    if (rc != 0) printf("# %s: %s\n", path, buf ? err.msg : "cannot read the fixture");
     free(buf);
     return rc;
 }
@@ -149,8 +148,9 @@ static void test_seeded_and_independent_of_other_dimensions(void) {
     CHECK(ml_human_curves_compute(&d, 99, 8, 1000, &c, &err) == 0);
     CHECK(same_curve(&a.overall, &b.overall, 100));
     CHECK(!same_curve(&a.overall, &c.overall, 100));
-    /* Without dimension 1's rows, dimension 2's interval is drawn from the same streams. */
-    ml_human_data e = d;
+    /* Without dimension 1's rows, dimension 2's interval is drawn from the same streams. (Only
+     * the fields the curves read are copied: e owns its arrays, d keeps the rest.) */
+    ml_human_data e = {.n_participants = d.n_participants, .max_trial = d.max_trial};
     e.participant = malloc(d.n_rows * sizeof *e.participant);
     e.trial = malloc(d.n_rows * sizeof *e.trial);
     e.dimension = malloc(d.n_rows * sizeof *e.dimension);

@@ -66,6 +66,61 @@ static void test_per_image_backbone(void) {
     check_things(FIXTURE("data/things_backbone.npz"), FIXTURE("data/things_list.txt"));
 }
 
+static void expect_error(const char *backbone, const char *targets, const char *ids,
+                         const char *images, const char *msg1, const char *msg2);
+
+/* HDF5 backbones (tests/reference/make_hdf5_fixtures.py) follow the .npz rules: per image
+ * through the image list, in both layouts; float32 and float64 files give numpy's X exactly,
+ * float16 ones numpy's float16 rounding of it. */
+static void test_hdf5_backbones(void) {
+    static const char *const layouts[] = {"repr", "images"};
+    for (int l = 0; l < 2; l++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s", FIXTUREF("data/h5_%s_f32.h5", layouts[l]));
+        check_things(path, FIXTURE("data/things_list.txt"));
+        snprintf(path, sizeof path, "%s", FIXTUREF("data/h5_%s_f64.h5", layouts[l]));
+        check_things(path, FIXTURE("data/things_list.txt"));
+        snprintf(path, sizeof path, "%s", FIXTUREF("data/h5_%s_f16.h5", layouts[l]));
+        ml_data_paths p = {.backbone = path,
+                           .targets = FIXTURE("data/things_targets.txt"),
+                           .item_ids = FIXTURE("data/things_ids.txt"),
+                           .things_images = FIXTURE("data/things_list.txt")};
+        ml_dataset d;
+        ml_err err = {""};
+        CHECK_MSG(ml_dataset_load(&d, &p, &err) == 0, "%s", err.msg);
+        if (!d.X) continue;
+        int64_t r, c;
+        float *want = load_npy(FIXTURE("data/h5_f16_expect_X.npy"), &r, &c);
+        CHECK(want && r == d.n_items && c == d.backbone_dim && d.per_image == 1);
+        for (int64_t i = 0; want && i < r * c; i++)
+            CHECK_MSG(d.X[i] == want[i], "%s: X[%lld] = %g, numpy %g", path, (long long)i,
+                      d.X[i], want[i]);
+        free(want);
+        ml_dataset_free(&d);
+    }
+    /* already aligned: one row per id, no image list */
+    ml_data_paths p = {.backbone = FIXTURE("data/h5_aligned.h5"),
+                       .targets = FIXTURE("data/aligned_targets.npy"),
+                       .item_ids = FIXTURE("data/aligned_ids.txt")};
+    ml_dataset d;
+    ml_err err = {""};
+    CHECK_MSG(ml_dataset_load(&d, &p, &err) == 0, "%s", err.msg);
+    if (d.X) {
+        CHECK(d.n_items == 7 && d.backbone_dim == 6 && d.per_image == 0);
+        check_stats(&d, FIXTURE("data/aligned_backbone.npy"),
+                    FIXTURE("data/aligned_expect_Xstd.npy"),
+                    FIXTURE("data/aligned_expect_median.npy"));
+        ml_dataset_free(&d);
+    }
+    /* a per-image HDF5 file without the image list, and a foreign one */
+    expect_error(FIXTURE("data/h5_images_f32.h5"), FIXTURE("data/things_targets.txt"),
+                 FIXTURE("data/things_ids.txt"), NULL, "h5_images_f32.h5 has 35 rows but",
+                 "--things-images");
+    expect_error(FIXTURE("data/h5_aligned.h5"), FIXTURE("data/aligned_targets.npy"),
+                 FIXTURE("data/aligned_ids.txt"), FIXTURE("data/things_list.txt"),
+                 "h5_aligned.h5 has 7 rows but", "things_list.txt has 35 images");
+}
+
 static void test_per_concept_backbone(void) {
     ml_data_paths p = {.backbone = FIXTURE("data/aligned_backbone.npy"),
                        .targets = FIXTURE("data/aligned_targets.npy"),
@@ -138,9 +193,73 @@ static void test_errors(void) {
     unlink(ids_path);
 }
 
+/* Single images of a per-image backbone: every sorted path finds its row; rows read on demand
+ * are standardised with the concept rows' statistics, so a concept's first image is exactly
+ * its X_std row and any other image is (x - mean) / scale of its raw row. */
+static void test_image_rows(void) {
+    ml_data_paths p = {.backbone = FIXTURE("data/things_backbone.npz"),
+                       .targets = FIXTURE("data/things_targets.txt"),
+                       .item_ids = FIXTURE("data/things_ids.txt"),
+                       .things_images = FIXTURE("data/things_list.txt")};
+    ml_dataset d;
+    ml_err err = {""};
+    CHECK_MSG(ml_dataset_load(&d, &p, &err) == 0, "%s", err.msg);
+    if (!d.X) return;
+    size_t n_paths;
+    char **paths;
+    CHECK(ml_idlist_read(FIXTURE("data/things_sorted.txt"), &paths, &n_paths, &err) == 0);
+    CHECK(n_paths == 35);
+    int64_t rows[35];
+    for (size_t i = 0; i < n_paths && i < 35; i++) {
+        char *slash = strrchr(paths[i], '/');
+        *slash = '\0';
+        rows[i] = ml_dataset_image_row(&d, paths[i], slash + 1);
+        CHECK_MSG(rows[i] == (int64_t)i, "%s/%s: row %lld", paths[i], slash + 1,
+                  (long long)rows[i]);
+    }
+    ml_strv_free(paths, n_paths);
+    CHECK(ml_dataset_image_row(&d, "a", "no.jpg") == -1);
+    CHECK(ml_dataset_image_row(&d, "nope", "x.jpg") == -1);
+    size_t D = (size_t)d.backbone_dim;
+    float *got = malloc(35 * D * sizeof *got);
+    int64_t r, c;
+    float *raw = load_npy(FIXTURE("data/things_backbone.npz"), &r, &c);
+    CHECK(raw && r == 35 && c == (int64_t)D);
+    CHECK_MSG(ml_dataset_read_std_rows(&d, rows, 35, got, &err) == 0, "%s", err.msg);
+    for (size_t i = 0; raw && i < 35; i++)
+        for (size_t j = 0; j < D; j++) {
+            float want = (float)((raw[i * D + j] - d.col_mean[j]) / d.col_scale[j]);
+            CHECK_MSG(got[i * D + j] == want, "row %zu col %zu: %g, want %g", i, j,
+                      got[i * D + j], want);
+        }
+    /* the concepts' first images, in id order: their X_std rows, bit for bit */
+    int64_t first[16];
+    FILE *f = fopen(FIXTURE("data/things_rows.txt"), "r");
+    for (int i = 0; f && i < 16; i++) CHECK(fscanf(f, "%lld", (long long *)&first[i]) == 1);
+    if (f) fclose(f);
+    CHECK(ml_dataset_read_std_rows(&d, first, 16, got, &err) == 0);
+    CHECK(memcmp(got, d.X_std, 16 * D * sizeof *got) == 0);
+    int64_t bad = 35;
+    CHECK(ml_dataset_read_std_rows(&d, &bad, 1, got, &err) == -1);
+    CHECK_STR_CONTAINS(err.msg, "row 35 is out of range");
+    free(raw);
+    free(got);
+    ml_dataset_free(&d);
+
+    /* a per-concept backbone has no single images */
+    ml_data_paths q = {.backbone = FIXTURE("data/aligned_backbone.npy"),
+                       .targets = FIXTURE("data/aligned_targets.npy"),
+                       .item_ids = FIXTURE("data/aligned_ids.txt")};
+    CHECK(ml_dataset_load(&d, &q, &err) == 0);
+    CHECK(ml_dataset_image_row(&d, "n6", "x.jpg") == -1);
+    ml_dataset_free(&d);
+}
+
 int main(void) {
     RUN(test_per_image_backbone);
     RUN(test_per_concept_backbone);
+    RUN(test_hdf5_backbones);
     RUN(test_errors);
+    RUN(test_image_rows);
     return UT_DONE();
 }

@@ -1,6 +1,6 @@
-/* The episode sampler: the documented draw order against a Python reimplementation
- * (tests/reference/make_stats_fixtures.py, with torch's medians), and its statistical
- * properties on a hand-built dataset. */
+/* The episode samplers of both generations: the documented draw orders against a Python
+ * reimplementation (tests/reference/make_stats_fixtures.py, with torch's medians), and their
+ * statistical properties on hand-built datasets. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -216,6 +216,175 @@ static void test_inputs(void) {
     for (int i = 0; i < 12; i++) CHECK_MSG(out[i] == want[i], "out[%d] = %g", i, out[i]);
 }
 
+/* ---- FunctionDataset (the later generation) ----------------------------------------------- */
+
+/* The fixture's 20-item dataset (ties at the median; 10 or fewer items above it). */
+static void fixture_dataset(ml_dataset *d, float *Y, float *med) {
+    double tmp[60];
+    memset(d, 0, sizeof *d);
+    CHECK(textfix_doubles(&fx, "ep_Y", tmp, 60) == 60);
+    for (int i = 0; i < 60; i++) Y[i] = (float)tmp[i];
+    CHECK(textfix_doubles(&fx, "ep_median", tmp, 3) == 3);
+    for (int i = 0; i < 3; i++) med[i] = (float)tmp[i];
+    d->n_items = 20;
+    d->target_dims = 3;
+    d->Y = Y;
+    d->median = med;
+}
+
+/* The documented draw order against the Python reimplementation, short episodes included
+ * (a side runs out when n_pos exceeds the positives). */
+static void test_fn_matches_reference(void) {
+    ml_dataset d;
+    float Y[60], med[3];
+    fixture_dataset(&d, Y, med);
+    struct { uint64_t seed; int e, dim, S; } cases[] = {
+        {0, 0, 0, 12}, {0, 1, 1, 12}, {3, 2, 2, 20}, {3, 3, 0, 20},
+        {3, 4, 1, 20}, {3, 5, 2, 20}, {1ull << 63, 7, 1, 1}, {11, 40, 0, 19}};
+    int scratch[20], items[20], labels[20], shorter = 0;
+    float mags[20];
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        char base[64], name[80];
+        double wi[20], wl[20], wm[20];
+        snprintf(base, sizeof base, "fn_%d_%d_%d_%d", (int)(cases[c].seed % 1000), cases[c].e,
+                 cases[c].dim, cases[c].S);
+        snprintf(name, sizeof name, "%s_items", base);
+        long L = textfix_doubles(&fx, name, wi, 20);
+        snprintf(name, sizeof name, "%s_labels", base);
+        CHECK(textfix_doubles(&fx, name, wl, 20) == L);
+        snprintf(name, sizeof name, "%s_mags", base);
+        CHECK(textfix_doubles(&fx, name, wm, 20) == L);
+        int got = ml_fn_episode_sample(&d, cases[c].seed, cases[c].e, cases[c].dim, cases[c].S,
+                                       items, labels, mags, scratch);
+        CHECK_MSG(got == L, "%s: %d trials, the reference %ld", base, got, L);
+        shorter += got < cases[c].S;
+        for (int t = 0; t < got && t < L; t++) {
+            CHECK_MSG(items[t] == (int)wi[t], "%s item %d: %d, expected %g", base, t, items[t],
+                      wi[t]);
+            CHECK_MSG(labels[t] == (int)wl[t], "%s label %d", base, t);
+            CHECK_MSG(mags[t] == (float)wm[t], "%s magnitude %d: %.9g, expected %.9g", base, t,
+                      mags[t], wm[t]);
+        }
+    }
+    CHECK_MSG(shorter >= 2, "the fixture's short episodes are gone (%d)", shorter);
+}
+
+static void test_fn_positives(void) {
+    static const int S[] = {1, 12, 120};
+    for (int k = 0; k < 3; k++) {
+        char name[32];
+        double want[64];
+        snprintf(name, sizeof name, "fn_npos_%d", S[k]);
+        CHECK(textfix_doubles(&fx, name, want, 64) == 64);
+        for (int e = 0; e < 64; e++) {
+            ml_rng r;
+            ml_rng_seed(&r, 5, (uint64_t)e);
+            CHECK_MSG(ml_fn_episode_positives(&r, S[k]) == (int)want[e], "S %d episode %d",
+                      S[k], e);
+        }
+    }
+    /* N(60, 6) for S = 120: mean and sd over 4000 draws (se 0.095 and 0.067) */
+    double sum = 0, sq = 0;
+    int lo = 120, hi = 0;
+    for (int e = 0; e < 4000; e++) {
+        ml_rng r;
+        ml_rng_seed(&r, 21, (uint64_t)e);
+        int n = ml_fn_episode_positives(&r, 120);
+        sum += n;
+        sq += (double)n * n;
+        lo = n < lo ? n : lo;
+        hi = n > hi ? n : hi;
+    }
+    double mean = sum / 4000, sd = sqrt(sq / 4000 - mean * mean);
+    CHECK_MSG(fabs(mean - 60) < 0.5, "mean n_pos %g", mean);
+    CHECK_MSG(fabs(sd - 6) < 0.4, "sd of n_pos %g", sd);
+    CHECK(lo >= 0 && hi <= 120 && lo < 45 && hi > 75);
+}
+
+/* Counts, labels, magnitudes, no flipping, distinct items, on a dataset with room for both
+ * sides: the episode has S trials, min(n_pos, #pos) of them positive, where n_pos is the
+ * stream's first normal draw. */
+static void test_fn_counts_labels_magnitudes(void) {
+    ml_dataset d;
+    make_dataset(&d, 300, 3, 9);
+    enum { S = 120, E = 300 };
+    int scratch[300], items[S], labels[S], seen[300], first_pos = 0;
+    float mags[S];
+    for (int e = 0; e < E; e++) {
+        int dim = e % 3;
+        int L = ml_fn_episode_sample(&d, 8, e, dim, S, items, labels, mags, scratch);
+        ml_rng r;
+        ml_rng_seed(&r, 8, (uint64_t)e);
+        int n_pos = ml_fn_episode_positives(&r, S), P = 0;
+        for (int i = 0; i < 300; i++) P += d.Y[i * 3 + dim] > d.median[dim];
+        int want_pos = n_pos < P ? n_pos : P, want_neg = S - n_pos < 300 - P ? S - n_pos : 300 - P;
+        CHECK_MSG(L == want_pos + want_neg, "episode %d: %d trials", e, L);
+        memset(seen, 0, sizeof seen);
+        int pos = 0;
+        for (int t = 0; t < L; t++) {
+            float y = d.Y[items[t] * 3 + dim];
+            CHECK(!seen[items[t]]);
+            seen[items[t]] = 1;
+            CHECK(labels[t] == (y > d.median[dim]));
+            CHECK(mags[t] == y - d.median[dim]);
+            CHECK((mags[t] > 0) == (labels[t] == 1));
+            pos += labels[t];
+        }
+        CHECK_MSG(pos == want_pos, "episode %d: %d positives, %d expected", e, pos, want_pos);
+        first_pos += labels[0];
+    }
+    /* shuffled: the first trial is positive about half the time (Binomial(300, ~0.5), sd 9) */
+    CHECK_MSG(abs(first_pos - E / 2) < 50, "first trial positive in %d of %d", first_pos, E);
+    free_dataset(&d);
+}
+
+/* Episode e alone decides its draws: any order, a dirty scratch, the same answer. */
+static void test_fn_replay(void) {
+    ml_dataset d;
+    make_dataset(&d, 100, 2, 4);
+    enum { E = 40, S = 30 };
+    static int fwd[E][S];
+    static float fwd_m[E][S];
+    int scratch[100], items[S], labels[S], Ls[E];
+    float mags[S];
+    for (int e = 0; e < E; e++)
+        Ls[e] = ml_fn_episode_sample(&d, 77, e, e % 2, S, fwd[e], labels, fwd_m[e], scratch);
+    for (int e = E - 1; e >= 0; e--) {
+        int L = ml_fn_episode_sample(&d, 77, e, e % 2, S, items, labels, mags, scratch);
+        CHECK(L == Ls[e]);
+        CHECK(!memcmp(items, fwd[e], sizeof(int) * (size_t)L));
+        CHECK(!memcmp(mags, fwd_m[e], sizeof(float) * (size_t)L));
+    }
+    ml_fn_episode_sample(&d, 78, 0, 0, S, items, labels, mags, scratch);
+    CHECK(memcmp(items, fwd[0], sizeof(int) * S) != 0);
+    free_dataset(&d);
+}
+
+/* A dimension where only a few items lie above the median: every positive is drawn and the
+ * episode is shorter than S. */
+static void test_fn_short_side(void) {
+    ml_dataset d;
+    memset(&d, 0, sizeof d);
+    float Y[40], med = 0;
+    for (int i = 0; i < 40; i++) Y[i] = i < 36 ? 0.0f : 1.0f + (float)i; /* 4 above 0 */
+    d.n_items = 40;
+    d.target_dims = 1;
+    d.Y = Y;
+    d.median = &med;
+    int scratch[40], items[30], labels[30];
+    float mags[30];
+    for (int e = 0; e < 20; e++) {
+        int L = ml_fn_episode_sample(&d, 1, e, 0, 30, items, labels, mags, scratch);
+        ml_rng r;
+        ml_rng_seed(&r, 1, (uint64_t)e);
+        int n_pos = ml_fn_episode_positives(&r, 30), pos = 0;
+        for (int t = 0; t < L; t++) pos += labels[t];
+        CHECK(n_pos > 4 && pos == 4);
+        CHECK_MSG(L == 4 + (30 - n_pos) && L < 30, "episode %d: %d trials, n_pos %d", e, L,
+                  n_pos);
+    }
+}
+
 int main(void) {
     if (textfix_load(&fx, FIXTURE("analysis/rng_stats.txt"))) {
         printf("Bail out! cannot read %s\n", FIXTURE("analysis/rng_stats.txt"));
@@ -229,6 +398,11 @@ int main(void) {
     RUN(test_full_length_is_permutation);
     RUN(test_check);
     RUN(test_inputs);
+    RUN(test_fn_matches_reference);
+    RUN(test_fn_positives);
+    RUN(test_fn_counts_labels_magnitudes);
+    RUN(test_fn_replay);
+    RUN(test_fn_short_side);
     free(fx.text);
     return UT_DONE();
 }

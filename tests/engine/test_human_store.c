@@ -350,6 +350,12 @@ static void test_refresh_swaps_content(void) {
     ml_human_snapshot *old = get_ok(h, &st);
     size_t messy_len;
     char *messy = read_file(FIXTURE("human/messy.csv"), &messy_len);
+    if (!messy) {
+        ml_human_snapshot_unref(old);
+        ml_human_free(h);
+        remove_dir(dir);
+    }
+    REQUIRE_MSG(messy != NULL, "cannot read %s", FIXTURE("human/messy.csv"));
     char messy_sha[ML_SHA256_HEX_LEN];
     ml_sha256_hex(messy, messy_len, messy_sha);
     testsrv_set_body(srv, messy, messy_len);

@@ -91,7 +91,8 @@ static void test_http_errors(void) {
     CHECK_STR_CONTAINS(r.allow, "GET");
     CHECK_STR_CONTAINS(r.body, "method_not_allowed");
     http_reply_free(&r);
-    expect_error("GET", "/v1/activations", NULL, 405, "method_not_allowed", "POST");
+    expect_error("PUT", "/v1/activations", NULL, 405, "method_not_allowed", "GET, POST");
+    expect_error("GET", "/v1/human/refresh", NULL, 405, "method_not_allowed", "POST");
     expect_error("POST", "/v1/activations", "{\"items\": [0,", 400, "malformed_json", "JSON");
     expect_error("POST", "/v1/activations", "[1,2]", 400, "malformed_json", "object");
     expect_error("POST", "/v1/activations", "{\"items\": [0], \"colour\": 1}", 400,
@@ -133,6 +134,7 @@ static void test_sigterm_exits_zero(void) {
 }
 
 int main(void) {
+    /* daemon_start gives it a --cache-dir of its own (not ~/.cache) */
     const char *args[] = {"--config", demo_config(), "--max-body-bytes", "4096", NULL};
     if (daemon_start(&d, args) != 0) {
         printf("# the daemon did not start:\n# %s\n", d.log);

@@ -164,10 +164,12 @@ int main(void) {
     unsetenv("all_proxy");
     unsetenv("ALL_PROXY");
     json_error_t jerr;
-    ref = json_load_file(ML_SOURCE_ROOT "/tests/fixtures/human/reference.json", 0, &jerr);
+    ref = json_load_file(FIXTURE("human/reference.json"), 0, &jerr);
     srv = testsrv_start();
     if (!ref || !srv || !mkdtemp(cache) ||
-        testsrv_set_body_file(srv, ML_SOURCE_ROOT "/tests/fixtures/human/synthetic.csv") != 0) {
+        testsrv_set_body_file(srv, FIXTURE("human/synthetic.csv")) != 0) {
+        printf("# %s or %s cannot be read, or the test server did not start\n",
+               FIXTURE("human/reference.json"), FIXTURE("human/synthetic.csv"));
         printf("not ok 1 - set-up\n1..1\n");
         return 1;
     }

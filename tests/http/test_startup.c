@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "daemon.h"
+#include "h5build.h"
 #include "unit.h"
 
 #define DEMO ML_SOURCE_ROOT "/data/demo/"
@@ -219,6 +220,61 @@ static void test_ids_count_mismatch(void) {
     CHECK_STR_CONTAINS(out, "short_ids.txt");
 }
 
+/* An aligned HDF5 backbone of D features for aligned_ids.txt's 7 ids, in the test folder. */
+static const char *h5_backbone(const char *name, int D) {
+    const char *path = path_in(name);
+    void *buf = NULL;
+    size_t len = 0;
+    hid_t f = h5b_new();
+    CHECK(f >= 0 && h5b_floats(f, "representations", 2, 7, (hsize_t)D, 0) == 0);
+    CHECK(f >= 0 && h5b_image(f, &buf, &len) == 0);
+    if (buf) spit(path, buf, len);
+    free(buf);
+    return path;
+}
+
+static int run_later(const char *model, const char *backbone, const char *x1, const char *x2,
+                     const char *x3) {
+    const char *args[] = {"--checkpoint", model, "--backbone", backbone,
+                          "--targets", ML_SOURCE_ROOT "/tests/fixtures/data/aligned_targets.npy",
+                          "--item-ids", ML_SOURCE_ROOT "/tests/fixtures/data/aligned_ids.txt",
+                          "--cache-dir", path_in("cache"), x1, x2, x3, NULL};
+    return daemon_run(args, out, sizeof out);
+}
+
+/* The later generation (MODEL.md section 7): --check reads MetaLearnerConfig checkpoints
+ * with HDF5 backbones and prints what their config governs (test_http_metalearner.c serves
+ * them); a --heads that contradicts the config, or a backbone of the wrong width, stops the
+ * daemon naming both. */
+static void test_check_later_generation(void) {
+    const char *tf1 = ML_SOURCE_ROOT "/tests/fixtures/model/ml_tf1.pt";
+    const char *bb32 = h5_backbone("tf1_backbone.h5", 32);
+    CHECK(run_later(tf1, bb32, "--check", NULL, NULL) == 0);
+    CHECK_STR_CONTAINS(out, "generation metalearner, type transformer, heads 4 (checkpoint), "
+                            "layers 1, MLP no, sl 24, mag_std 0.5");
+    CHECK_STR_CONTAINS(out, "width 32, embed, heads of width 1");
+    CHECK_STR_CONTAINS(out, "backbone 32 features (");
+    CHECK_STR_CONTAINS(out, "tf1_backbone.h5");
+    CHECK_STR_CONTAINS(out, "check: ok");
+    CHECK(run_later(tf1, bb32, "--heads", "4", "--check") == 0);
+    CHECK(run_later(tf1, bb32, "--heads", "8", "--check") == 1);
+    CHECK_STR_CONTAINS(out, "--heads 8 contradicts the checkpoint");
+    CHECK_STR_CONTAINS(out, "n_heads=4");
+    CHECK(run_later(tf1, h5_backbone("narrow.h5", 31), "--check", NULL, NULL) == 1);
+    CHECK_STR_CONTAINS(out, "expects 32 backbone features");
+    CHECK(run_later(ML_SOURCE_ROOT "/tests/fixtures/model/ml_lstm2.pt",
+                    h5_backbone("lstm_backbone.h5", 20), "--check", NULL, NULL) == 0);
+    CHECK_STR_CONTAINS(out, "type lstm, heads n/a, layers 2, MLP no, sl 12, mag_std 0.7");
+    CHECK(run_later(ML_SOURCE_ROOT "/tests/fixtures/model/ml_tf_mlp2.pt",
+                    h5_backbone("mlp_backbone.h5", 24), "--check", NULL, NULL) == 0);
+    CHECK_STR_CONTAINS(out, "heads 2 (checkpoint), layers 2, MLP yes (width 40), sl 24, "
+                            "mag_std 1.3");
+    CHECK(run_later(ML_SOURCE_ROOT "/tests/fixtures/model/ml_static.pt",
+                    h5_backbone("static_backbone.h5", 16), "--check", NULL, NULL) == 0);
+    CHECK_STR_CONTAINS(out, "type static_linear, heads n/a, layers 0");
+    CHECK_STR_CONTAINS(out, "width 16, proj, heads of width 3");
+}
+
 static void test_port_in_use(void) {
     test_daemon first;
     const char *args[] = {"--config", demo_config(), "--cache-dir", path_in("cache"), NULL};
@@ -243,6 +299,7 @@ int main(void) {
     RUN(test_misshaped_tensor);
     RUN(test_backbone_width_mismatch);
     RUN(test_ids_count_mismatch);
+    RUN(test_check_later_generation);
     RUN(test_port_in_use);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -1,7 +1,9 @@
 /* ml_fetch_to_fd against the loopback test server: a plain download, a redirect, conditional
  * GETs (ETag and Last-Modified), and every failure with its code and a message naming the
- * cause. No internet: the DNS case uses the reserved .invalid domain. */
+ * cause. No internet and no DNS: URLs name 127.0.0.1, and the host names of the DNS cases are
+ * answered (or refused) by the request's own resolver override, never looked up. */
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -36,20 +38,35 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void fetch(const char *url, const char *etag, const char *lm, size_t max_bytes,
-                  fetched *f) {
+/* How the fetch resolves host names: as usual (numeric URLs need no lookup), or only from
+ * the given "host:port:address" answers. */
+typedef struct dns {
+    const char *const *resolve;
+    int resolve_only;
+} dns;
+static const dns usual_dns = {NULL, 0};
+
+static void fetch_dns(const char *url, const char *etag, const char *lm, size_t max_bytes,
+                      const dns *names, fetched *f) {
     memset(f, 0, sizeof *f);
     char path[] = "/tmp/mlfetch-XXXXXX";
     int fd = mkstemp(path);
+    CHECK_MSG(fd >= 0, "mkstemp: %s", strerror(errno));
     ml_fetch_request rq = {.url = url, .user_agent = ML_HUMAN_USER_AGENT,
                            .connect_timeout_ms = 2000, .total_timeout_ms = 1000,
-                           .max_bytes = max_bytes, .etag = etag, .last_modified = lm};
+                           .max_bytes = max_bytes, .etag = etag, .last_modified = lm,
+                           .resolve = names->resolve, .resolve_only = names->resolve_only};
     double t0 = now_s();
     f->rc = ml_fetch_to_fd(&rq, fd, &f->res, &f->err);
     f->seconds = now_s() - t0;
     close(fd);
     f->data = read_file(path, &f->len);
     unlink(path);
+}
+
+static void fetch(const char *url, const char *etag, const char *lm, size_t max_bytes,
+                  fetched *f) {
+    fetch_dns(url, etag, lm, max_bytes, &usual_dns, f);
 }
 
 static void done(fetched *f) { free(f->data); }
@@ -120,8 +137,9 @@ static void test_conditional(void) {
 }
 
 /* Fetches path (in mode) and checks the code and message. */
-static void expect_failure(const char *path, const char *mode, size_t max_bytes,
-                           ml_fetch_code code, const char *a, const char *b) {
+static void expect_failure_dns(const dns *names, const char *path, const char *mode,
+                               size_t max_bytes, ml_fetch_code code, const char *a,
+                               const char *b) {
     char u[256];
     if (strstr(path, "://"))
         snprintf(u, sizeof u, "%s", path);
@@ -129,7 +147,7 @@ static void expect_failure(const char *path, const char *mode, size_t max_bytes,
         url(path, u);
     testsrv_set_mode(srv, mode);
     fetched f;
-    fetch(u, NULL, NULL, max_bytes, &f);
+    fetch_dns(u, NULL, NULL, max_bytes, names, &f);
     testsrv_set_mode(srv, "ok");
     CHECK_MSG(f.rc == -1, "%s (%s) did not fail", path, mode);
     CHECK_MSG(f.res.code == code, "%s (%s): code %s, expected %s: %s", path, mode,
@@ -141,6 +159,11 @@ static void expect_failure(const char *path, const char *mode, size_t max_bytes,
     CHECK_MSG(f.seconds < 2.5, "%s (%s) took %.2f s", path, mode, f.seconds);
     printf("# %-28s %-12s -> %s: %s\n", path, mode, ml_fetch_code_name(f.res.code), f.err.msg);
     done(&f);
+}
+
+static void expect_failure(const char *path, const char *mode, size_t max_bytes,
+                           ml_fetch_code code, const char *a, const char *b) {
+    expect_failure_dns(&usual_dns, path, mode, max_bytes, code, a, b);
 }
 
 static void test_http_errors(void) {
@@ -178,7 +201,7 @@ static void test_too_large(void) {
     done(&f);
 }
 
-static void test_refused_and_dns(void) {
+static void test_refused_and_bad_url(void) {
     /* A port nobody listens on: bind one, note it, close it. */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -189,17 +212,38 @@ static void test_refused_and_dns(void) {
     char u[256];
     snprintf(u, sizeof u, "http://127.0.0.1:%d/data.csv", ntohs(a.sin_port));
     expect_failure(u, "ok", 1 << 20, ML_FETCH_E_REFUSED, "cannot connect", NULL);
-    expect_failure("http://metalignd-test.invalid/data.csv", "ok", 1 << 20, ML_FETCH_E_DNS,
-                   "does not resolve", NULL);
     expect_failure("ftp://127.0.0.1/data.csv", "ok", 1 << 20, ML_FETCH_E_BAD_URL,
                    "not a usable URL", NULL);
+}
+
+/* A name the override answers is fetched from the loopback server; a name it does not
+ * answer fails as a DNS failure at once, without a lookup (a real lookup of a .invalid name
+ * depends on the machine's resolver: a black-holed one turns it into a timeout). */
+static void test_dns_without_lookups(void) {
+    char entry[128], u[256];
+    snprintf(entry, sizeof entry, "metalignd-test.invalid:%d:127.0.0.1", testsrv_port(srv));
+    const char *const answers[] = {entry, NULL};
+    const dns only = {answers, 1};
+    snprintf(u, sizeof u, "http://metalignd-test.invalid:%d/data.csv", testsrv_port(srv));
+    fetched f;
+    fetch_dns(u, NULL, NULL, 1 << 20, &only, &f);
+    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
+    CHECK(f.len == body_len && strcmp(f.res.sha256, body_sha) == 0);
+    done(&f);
+    expect_failure_dns(&only, "http://unknown-host.metalignd-test.invalid/data.csv", "ok", 1 << 20,
+                       ML_FETCH_E_DNS, "does not resolve", "DNS");
+    /* resolve_only refuses IP literals too: nothing reaches a resolver or the network */
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/data.csv", testsrv_port(srv));
+    int before = testsrv_count(srv, "/data.csv");
+    expect_failure_dns(&only, u, "ok", 1 << 20, ML_FETCH_E_DNS, "does not resolve", NULL);
+    CHECK_EQ_INT(testsrv_count(srv, "/data.csv"), before);
 }
 
 /* Only http and https are fetched: a file:// URL would let the daemon read a local file and
  * an error message show its first line to anonymous clients. */
 static void test_file_url_refused(void) {
     char u[600];
-    snprintf(u, sizeof u, "file://%s/tests/fixtures/human/synthetic.csv", ML_SOURCE_ROOT);
+    snprintf(u, sizeof u, "file://%s", FIXTURE("human/synthetic.csv"));
     fetched f;
     fetch(u, NULL, NULL, 1 << 20, &f);
     CHECK(f.rc != 0 && f.res.code == ML_FETCH_E_BAD_URL);
@@ -251,7 +295,7 @@ int main(void) {
     srv = testsrv_start();
     body = read_file(FIXTURE("human/synthetic.csv"), &body_len);
     if (!srv || !body) {
-        printf("Bail out! cannot start the test server or read the fixture\n");
+        printf("Bail out! cannot start the test server or read %s\n", FIXTURE("human/synthetic.csv"));
         return 1;
     }
     ml_sha256_hex(body, body_len, body_sha);
@@ -263,7 +307,8 @@ int main(void) {
     RUN(test_stall_times_out);
     RUN(test_truncated);
     RUN(test_too_large);
-    RUN(test_refused_and_dns);
+    RUN(test_refused_and_bad_url);
+    RUN(test_dns_without_lookups);
     RUN(test_file_url_refused);
     RUN(test_cancel_stalled);
     testsrv_stop(srv);

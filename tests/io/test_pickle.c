@@ -86,16 +86,14 @@ static char *slurp(const char *path, size_t *len) {
 }
 
 static void check_protocol(int proto) {
-    char pkl_path[512], exp_path[512];
-    snprintf(pkl_path, sizeof pkl_path, FIXTURE("io/pickle_p%d.pkl"), proto);
-    snprintf(exp_path, sizeof exp_path, FIXTURE("io/pickle_p%d.expect.txt"), proto);
+    const char *pkl_path = FIXTUREF("io/pickle_p%d.pkl", proto);
+    const char *exp_path = FIXTUREF("io/pickle_p%d.expect.txt", proto);
     size_t plen, elen;
     char *pkl = slurp(pkl_path, &plen), *exp = slurp(exp_path, &elen);
-    CHECK(pkl && exp);
     if (!pkl || !exp) {
         free(pkl);
         free(exp);
-        return;
+        REQUIRE_MSG(0, "cannot read the fixture %s", !pkl ? pkl_path : exp_path);
     }
     ml_err err = {""};
     ml_pickle *pk = ml_pickle_load(pkl, plen, NULL, &err);

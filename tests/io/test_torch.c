@@ -53,13 +53,12 @@ static char *slurp(const char *path, size_t *len) {
 
 /* Opens io/<name>.pt (from the file or from memory) and compares with its .expect files. */
 static void check_ckpt(const char *name, int from_mem) {
-    char path[512], epath[512], npath[512];
-    snprintf(path, sizeof path, FIXTURE("io/%s.pt"), name);
-    snprintf(epath, sizeof epath, FIXTURE("io/%s.expect.txt"), name);
-    snprintf(npath, sizeof npath, FIXTURE("io/%s.expect.npy"), name);
+    const char *path = FIXTUREF("io/%s.pt", name);
+    const char *epath = FIXTUREF("io/%s.expect.txt", name);
+    const char *npath = FIXTUREF("io/%s.expect.npy", name);
     expect e[64];
     size_t ne = read_expect(epath, e, 64);
-    CHECK(ne > 0);
+    REQUIRE_MSG(ne > 0, "%s: no tensors expected (is %s missing?)", name, epath);
     float *vals = NULL;
     int64_t vrows = 0, vcols = 0;
     ml_err err = {""};
@@ -115,48 +114,39 @@ static void test_seed_container(void) {
     check_ckpt("ckpt_seed", 1);
     ml_tensorset ts;
     ml_err err;
-    if (ml_checkpoint_open(&ts, FIXTURE("io/ckpt_seed.pt"), &err) == 0) {
-        /* No config in the seed's container: the head count comes from --heads. */
-        CHECK(ml_tensorset_meta(&ts, "num_attention_heads") == NULL);
-        /* The optimizer's exp_avg tensors are not registered. */
-        CHECK(ml_tensorset_find(&ts, "exp_avg") == NULL);
-        ml_tensorset_free(&ts);
-    }
+    REQUIRE_MSG(ml_checkpoint_open(&ts, FIXTURE("io/ckpt_seed.pt"), &err) == 0, "%s", err.msg);
+    /* No config in the seed's container: the head count comes from --heads. */
+    CHECK(ml_tensorset_meta(&ts, "num_attention_heads") == NULL);
+    /* The optimizer's exp_avg tensors are not registered. */
+    CHECK(ml_tensorset_find(&ts, "exp_avg") == NULL);
+    ml_tensorset_free(&ts);
 }
 
 static void test_config_object(void) {
     check_ckpt("ckpt_config", 0);
     ml_tensorset ts;
     ml_err err;
-    CHECK_MSG(ml_checkpoint_open(&ts, FIXTURE("io/ckpt_config.pt"), &err) == 0, "%s", err.msg);
-    if (ts.path) {
-        CHECK_STR_CONTAINS(ml_tensorset_meta(&ts, "num_attention_heads"), "2");
-        CHECK(!strcmp(ml_tensorset_meta(&ts, "num_attention_heads"), "2"));
-        CHECK(!strcmp(ml_tensorset_meta(&ts, "hidden_size"), "16"));
-        CHECK(!strcmp(ml_tensorset_meta(&ts, "bias"), "true"));
-        CHECK(!strcmp(ml_tensorset_meta(&ts, "rope"), "false"));
-        CHECK(!strcmp(ml_tensorset_meta(&ts, "hidden_act"), "gelu"));
-        CHECK(atof(ml_tensorset_meta(&ts, "attention_dropout")) == 0.1);
-        ml_tensorset_free(&ts);
-    }
+    REQUIRE_MSG(ml_checkpoint_open(&ts, FIXTURE("io/ckpt_config.pt"), &err) == 0, "%s", err.msg);
+    CHECK_EQ_STR(ml_tensorset_meta(&ts, "num_attention_heads"), "2");
+    CHECK_EQ_STR(ml_tensorset_meta(&ts, "hidden_size"), "16");
+    CHECK_EQ_STR(ml_tensorset_meta(&ts, "bias"), "true");
+    CHECK_EQ_STR(ml_tensorset_meta(&ts, "rope"), "false");
+    CHECK_EQ_STR(ml_tensorset_meta(&ts, "hidden_act"), "gelu");
+    const char *dropout = ml_tensorset_meta(&ts, "attention_dropout");
+    CHECK(dropout && atof(dropout) == 0.1);
+    ml_tensorset_free(&ts);
 }
 
 static void test_config_dict(void) {
     ml_tensorset ts;
     ml_err err;
-    CHECK_MSG(ml_checkpoint_open(&ts, FIXTURE("io/ckpt_dictcfg.pt"), &err) == 0, "%s", err.msg);
-    if (ts.path) {
-        CHECK(ml_tensorset_find(&ts, "layers.1.mlp.fc2.weight") != NULL);
-        const char *h = ml_tensorset_meta(&ts, "num_attention_heads");
-        CHECK(h && !strcmp(h, "4"));
-        const char *lr = ml_tensorset_meta(&ts, "lr");
-        CHECK(lr && !strcmp(lr, "0.5"));
-        const char *nm = ml_tensorset_meta(&ts, "name");
-        CHECK(nm && !strcmp(nm, "seed"));
-        const char *b = ml_tensorset_meta(&ts, "bias");
-        CHECK(b && !strcmp(b, "false"));
-        ml_tensorset_free(&ts);
-    }
+    REQUIRE_MSG(ml_checkpoint_open(&ts, FIXTURE("io/ckpt_dictcfg.pt"), &err) == 0, "%s", err.msg);
+    CHECK(ml_tensorset_find(&ts, "layers.1.mlp.fc2.weight") != NULL);
+    CHECK_EQ_STR(ml_tensorset_meta(&ts, "num_attention_heads"), "4");
+    CHECK_EQ_STR(ml_tensorset_meta(&ts, "lr"), "0.5");
+    CHECK_EQ_STR(ml_tensorset_meta(&ts, "name"), "seed");
+    CHECK_EQ_STR(ml_tensorset_meta(&ts, "bias"), "false");
+    ml_tensorset_free(&ts);
 }
 
 static void test_prefixes(void) {
@@ -174,19 +164,40 @@ static void test_views(void) {
     check_ckpt("ckpt_views", 0);
     ml_tensorset ts;
     ml_err err;
-    if (ml_checkpoint_open(&ts, FIXTURE("io/ckpt_views.pt"), &err) == 0) {
-        const ml_tensor *q = ml_tensorset_find(&ts, "layers.0.self_attn.qkv.weight");
-        const ml_tensor *a = ml_tensorset_find(&ts, "layers.0.ln1.weight");
-        const ml_tensor *b = ml_tensorset_find(&ts, "layers.0.ln2.weight");
-        CHECK(q && q->stride[0] == 1 && q->stride[1] == 51 && q->offset == 54);
-        CHECK(a && b && a->storage == b->storage && b->offset == 4);
-        ml_tensorset_free(&ts);
-    }
+    REQUIRE_MSG(ml_checkpoint_open(&ts, FIXTURE("io/ckpt_views.pt"), &err) == 0, "%s", err.msg);
+    const ml_tensor *q = ml_tensorset_find(&ts, "layers.0.self_attn.qkv.weight");
+    const ml_tensor *a = ml_tensorset_find(&ts, "layers.0.ln1.weight");
+    const ml_tensor *b = ml_tensorset_find(&ts, "layers.0.ln2.weight");
+    CHECK(q && q->stride[0] == 1 && q->stride[1] == 51 && q->offset == 54);
+    CHECK(a && b && a->storage == b->storage && b->offset == 4);
+    ml_tensorset_free(&ts);
 }
 
 static void test_torch2_layout(void) {
     check_ckpt("ckpt_torch2", 0);
     check_ckpt("ckpt_v3", 0);
+}
+
+/* The later generation's container (tests/reference/make_metalearner_fixtures.py): a pickled
+ * dataclass metalign.model.MetaLearnerConfig whose mag_std is a numpy float64, numpy scalars
+ * beside the state dict, `_orig_mod.` prefixes. */
+static void test_metalearner_config(void) {
+    ml_tensorset ts;
+    ml_err err = {""};
+    CHECK_MSG(ml_checkpoint_open(&ts, FIXTURE("model/ml_tf_mlp2.pt"), &err) == 0, "%s", err.msg);
+    if (!ts.tensors) return;
+    const char *cls = ml_tensorset_meta(&ts, "__class__");
+    CHECK(cls && !strcmp(cls, "metalign.model.MetaLearnerConfig"));
+    const char *ms = ml_tensorset_meta(&ts, "mag_std"), *mt = ml_tensorset_meta(&ts, "model_type");
+    CHECK(ms && atof(ms) == 1.3);
+    CHECK(mt && !strcmp(mt, "transformer"));
+    CHECK(ml_tensorset_meta(&ts, "n_heads") && !strcmp(ml_tensorset_meta(&ts, "n_heads"), "2"));
+    CHECK(ml_tensorset_meta(&ts, "use_mlp") && !strcmp(ml_tensorset_meta(&ts, "use_mlp"), "true"));
+    CHECK(ml_tensorset_find(&ts, "embed.weight") != NULL);
+    CHECK(ml_tensorset_find(&ts, "_orig_mod.embed.weight") == NULL);
+    const ml_tensor *t = ml_tensorset_find(&ts, "mag_std");
+    CHECK(t && t->ndim == 0 && ml_tensor_numel(t) == 1);
+    ml_tensorset_free(&ts);
 }
 
 static void test_later_generation(void) {
@@ -208,8 +219,8 @@ static void expect_error(const char *file, const char *msg1, const char *msg2) {
     /* The same bytes from memory fail the same way, never crashing on any prefix. */
     size_t len;
     char *mem = slurp(path, &len);
-    CHECK(mem != NULL);
-    for (size_t n = 0; mem && n <= len; n += n + 64 < len ? 37 : 1) {
+    REQUIRE_MSG(mem != NULL, "cannot read %s", path);
+    for (size_t n = 0; n <= len; n += n + 64 < len ? 37 : 1) {
         if (ml_checkpoint_open_mem(&ts, file, mem, n, &err) == 0) ml_tensorset_free(&ts);
     }
     free(mem);
@@ -233,7 +244,7 @@ static void test_truncated_checkpoint(void) {
     /* Every prefix of a real checkpoint: an error or (for none) a load, never a crash. */
     size_t len;
     char *mem = slurp(FIXTURE("io/ckpt_config.pt"), &len);
-    CHECK(mem != NULL);
+    REQUIRE_MSG(mem != NULL, "cannot read %s", FIXTURE("io/ckpt_config.pt"));
     int opened = 0;
     for (size_t n = 0; mem && n < len; n += 97) {
         ml_tensorset ts;
@@ -250,13 +261,11 @@ static void test_truncated_checkpoint(void) {
 /* Loads io/<name>.pt as a model and runs PyTorch's inputs through it: the logits and every
  * layer output must be PyTorch's (io/<name>.forward.npy: [x | logit | embedding | layer_i]). */
 static void check_forward(const char *name, int heads_hint, int expect_heads) {
-    char path[512], fpath[512];
-    snprintf(path, sizeof path, FIXTURE("io/%s.pt"), name);
-    snprintf(fpath, sizeof fpath, FIXTURE("io/%s.forward.npy"), name);
+    const char *path = FIXTUREF("io/%s.pt", name);
+    const char *fpath = FIXTUREF("io/%s.forward.npy", name);
     ml_model m;
     ml_err err = {""};
-    CHECK_MSG(ml_model_load(&m, path, heads_hint, &err) == 0, "%s: %s", name, err.msg);
-    if (!m.params_memory) return;
+    REQUIRE_MSG(ml_model_load(&m, path, heads_hint, &err) == 0, "%s: %s", name, err.msg);
     CHECK(!strcmp(m.format, "pytorch") && m.cfg.num_heads == expect_heads);
     float *ref = NULL;
     int64_t rows = 0, cols = 0;
@@ -275,18 +284,19 @@ static void check_forward(const char *name, int heads_hint, int expect_heads) {
         for (int r = 0; r < B * S; r++)
             memcpy(inp + (size_t)r * In, ref + (size_t)r * (size_t)cols, sizeof(float) * (size_t)In);
         CHECK_MSG(ml_forward(&m, ws, inp, B, S, outs, logits, &err) == 0, "%s", err.msg);
-        double worst = 0;
+        /* Any NaN or infinity on either side fails, as does a difference over 1e-4. */
+        int close = 1;
         for (int r = 0; r < B * S; r++) {
             const float *row = ref + (size_t)r * (size_t)cols;
             CHECK_NEAR(logits[r], row[In], 1e-4, 1e-5);
-            for (int o = 0; o < n_out; o++)
-                for (int c = 0; c < C; c++) {
-                    double d = fabs(outs[o][r * C + c] - row[In + 1 + o * C + c]);
-                    if (d > worst) worst = d;
-                }
+            for (int o = 0; o < n_out; o++) {
+                char label[96];
+                snprintf(label, sizeof label, "%s: row %d, output %d", name, r, o);
+                close &= CHECK_ARRAY_NEAR_AS(label, outs[o] + (size_t)r * C, row + In + 1 + o * C,
+                                             C, 0, 1e-4, 0);
+            }
         }
-        CHECK_MSG(worst < 1e-4, "%s: layer outputs differ from PyTorch's by up to %g", name,
-                  worst);
+        CHECK_MSG(close, "%s: layer outputs differ from PyTorch's", name);
         free(inp);
         free(logits);
         free(outs_mem);
@@ -298,13 +308,20 @@ static void check_forward(const char *name, int heads_hint, int expect_heads) {
 
 static void test_forward_matches_pytorch(void) {
     check_forward("ckpt_seed", 4, 4);   /* no config: the operator's --heads */
-    check_forward("ckpt_config", 7, 2); /* the pickled config's head count wins */
+    check_forward("ckpt_config", 0, 2); /* the pickled config's head count */
+    check_forward("ckpt_config", 2, 2); /* and a --heads that agrees with it */
     check_forward("ckpt_views", 4, 4);
     check_forward("ckpt_torch2", 4, 4);
     ml_model m;
     ml_err err = {""};
+    /* a --heads that contradicts the pickled config is refused, naming both */
+    CHECK(ml_model_load(&m, FIXTURE("io/ckpt_config.pt"), 7, &err) != 0);
+    CHECK_STR_CONTAINS(err.msg, "--heads 7");
+    CHECK_STR_CONTAINS(err.msg, "num_attention_heads=2");
+    /* read as the later generation; its embed.weight does not fit its ln_f */
     CHECK(ml_model_load(&m, FIXTURE("io/ckpt_latergen.pt"), 4, &err) != 0);
     CHECK_STR_CONTAINS(err.msg, "later-generation");
+    CHECK_STR_CONTAINS(err.msg, "embed.weight");
 }
 
 int main(void) {
@@ -316,6 +333,7 @@ int main(void) {
     RUN(test_views);
     RUN(test_torch2_layout);
     RUN(test_later_generation);
+    RUN(test_metalearner_config);
     RUN(test_errors);
     RUN(test_truncated_checkpoint);
     RUN(test_forward_matches_pytorch);

@@ -1,6 +1,7 @@
 /* Loading checkpoints: variant detection on a tiny model, and every way a checkpoint can be
  * wrong or foreign, each with a message that names the file and the tensor (fixtures from
  * tests/reference/make_model_fixtures.py). */
+#include <jansson.h>
 #include <stdint.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -61,13 +62,16 @@ static void test_tiny_model_config(void) {
 static void test_heads(void) {
     ml_model m;
     ml_err err = {{0}};
-    /* the file's count wins over the hint */
-    CHECK(ml_model_load(&m, ERRF("ok"), 4, &err) == 0);
-    CHECK(m.cfg.num_heads == 2);
+    /* the file records 2 heads: a --heads that agrees is fine, one that contradicts it is
+     * refused naming both counts */
+    CHECK_MSG(ml_model_load(&m, ERRF("ok"), 2, &err) == 0, "%s", err.msg);
+    CHECK(m.cfg.num_heads == 2 && !strcmp(m.heads_source, "checkpoint"));
     ml_model_free(&m);
-    expect_load_error(ERRF("ok_noheads"), 0, "--heads", NULL);
+    expect_load_error(ERRF("ok"), 4, "--heads 4", "num_attention_heads=2");
+    /* no count in the file and no --heads: the default 12, which does not divide 8 */
+    expect_load_error(ERRF("ok_noheads"), 0, "12 attention heads", "--heads");
     CHECK_MSG(ml_model_load(&m, ERRF("ok_noheads"), 4, &err) == 0, "%s", err.msg);
-    CHECK(m.cfg.num_heads == 4);
+    CHECK(m.cfg.num_heads == 4 && !strcmp(m.heads_source, "--heads"));
     CHECK(m.synthetic == 1);
     ml_model_free(&m);
     expect_load_error(ERRF("ok_noheads"), 3, "multiple", "3");
@@ -84,7 +88,11 @@ static void test_broken_checkpoints(void) {
                       "layers.0.self_attn.qkv.bias");
     expect_load_error(ERRF("layer_gap"), 0, "layers.1", "missing");
     expect_load_error(ERRF("unknown"), 0, "layers.0.self_attn.mask", "not part of");
-    expect_load_error(ERRF("later_generation"), 0, "later-generation", NULL);
+    /* a later-generation checkpoint is read as one; this one is incomplete (embed.weight
+     * should be (8, 9)) and has no head count */
+    expect_load_error(ERRF("later_generation"), 0, "later-generation", "12 attention heads");
+    expect_load_error(ERRF("later_generation"), 2, "later-generation", "embed.weight");
+    expect_load_error(ERRF("later_generation"), 2, "(8, 3)", "(8, 9)");
     expect_load_error(FIXTURE("model/nonexistent.safetensors"), 2, "cannot open", NULL);
 }
 
@@ -119,6 +127,64 @@ static void test_truncated_file(void) {
     unlink(path);
 }
 
+/* err_ok.safetensors with one more metadata field (key = value) in a temporary folder: a
+ * config that contradicts the tensors is refused naming both (n1 NULL: it agrees, and
+ * loads). */
+static void expect_config_refused(const char *key, const char *value, const char *n1,
+                                  const char *n2) {
+    FILE *f = fopen(ERRF("ok"), "rb");
+    unsigned char buf[1 << 14];
+    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f) fclose(f);
+    CHECK(n > 8);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = hl << 8 | buf[i];
+    json_t *hdr = n > 8 && hl < n - 8 ? json_loadb((const char *)buf + 8, hl, 0, NULL) : NULL;
+    CHECK(hdr != NULL);
+    if (!hdr) return;
+    json_object_set_new(json_object_get(hdr, "__metadata__"), key, json_string(value));
+    char *text = json_dumps(hdr, JSON_COMPACT);
+    size_t tl = strlen(text), padded = (tl + 7) / 8 * 8;
+    char dir[] = "/tmp/metalign-cfg-XXXXXX", path[64];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/cfg.safetensors", dir);
+    f = fopen(path, "wb");
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)(padded >> (8 * i));
+    if (f) {
+        fwrite(len8, 1, 8, f);
+        fwrite(text, 1, tl, f);
+        for (size_t i = tl; i < padded; i++) fputc(' ', f);
+        fwrite(buf + 8 + hl, 1, n - 8 - hl, f);
+        fclose(f);
+    }
+    if (n1) {
+        expect_load_error(path, 0, n1, n2);
+    } else {
+        ml_model m;
+        ml_err err = {{0}};
+        CHECK_MSG(ml_model_load(&m, path, 0, &err) == 0, "%s=%s: %s", key, value, err.msg);
+        ml_model_free(&m);
+    }
+    unlink(path);
+    rmdir(dir);
+    free(text);
+    json_decref(hdr);
+}
+
+static void test_config_contradicts_tensors(void) {
+    expect_config_refused("num_layers", "3", "num_layers=3", "tensors say 2");
+    expect_config_refused("hidden_size", "16", "hidden_size=16", "tensors say 8");
+    expect_config_refused("intermediate_size", "13", "intermediate_size=13", "say 12");
+    expect_config_refused("bias", "true", "bias=true", "tensors say 0");
+    expect_config_refused("embedding", "false", "embedding=false", "tensors say 1");
+    expect_config_refused("input_size", "7", "input_size=7", "tensors say 6");
+    /* agreeing fields load; a RoPE checkpoint's sequence_length bounds nothing */
+    expect_config_refused("num_layers", "2", NULL, NULL);
+    expect_config_refused("bias", "false", NULL, NULL);
+    expect_config_refused("sequence_length", "3", NULL, NULL);
+}
+
 static void load_params(const char *path, ml_model *m) {
     ml_err err = {{0}};
     CHECK_MSG(ml_model_load(m, path, 0, &err) == 0, "%s", err.msg);
@@ -147,6 +213,7 @@ int main(void) {
     RUN(test_tiny_model_config);
     RUN(test_heads);
     RUN(test_broken_checkpoints);
+    RUN(test_config_contradicts_tensors);
     RUN(test_truncated_file);
     RUN(test_prefixes_and_bf16);
     return UT_DONE();

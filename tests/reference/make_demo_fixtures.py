@@ -52,6 +52,28 @@ def linear_cka(X, Y):
                  (np.linalg.norm(X.T @ X) * np.linalg.norm(Y.T @ Y)))
 
 
+def hsic_unbiased(K, L):
+    """Song et al. (2012) eq. 5, literally: Gram diagonals zeroed (as make_cka_fixtures.py)."""
+    n = K.shape[0]
+    K = K.copy()
+    L = L.copy()
+    np.fill_diagonal(K, 0)
+    np.fill_diagonal(L, 0)
+    one = np.ones(n)
+    t1 = np.trace(K @ L)
+    t2 = (one @ K @ one) * (one @ L @ one) / ((n - 1) * (n - 2))
+    t3 = 2.0 / (n - 2) * (one @ K @ L @ one)
+    return (t1 + t2 - t3) / (n * (n - 3))
+
+
+def debiased_cka(X, Y):
+    X = X - X.mean(0)
+    Y = Y - Y.mean(0)
+    K = X @ X.T
+    L = Y @ Y.T
+    return float(hsic_unbiased(K, L) / np.sqrt(hsic_unbiased(K, K) * hsic_unbiased(L, L)))
+
+
 def inputs(X, items, labels):
     rows = []
     for t, i in enumerate(items):
@@ -90,6 +112,15 @@ def main():
         for nm, a in zip(names, acts):
             res[nm] = linear_cka(a, Yd[:, cols])
         out["cka"][key] = res
+
+    # /v1/cka/matrix: every pair of the backbone and the layers, every entry computed (the
+    # diagonal too, so the test compares the service's diagonal with a computed value)
+    reps = [("backbone", X.astype(np.float64))] + list(zip(names, acts))
+    out["cka_matrix"] = {
+        "names": [nm for nm, _ in reps],
+        "linear": [[linear_cka(a, b) for _, b in reps] for _, a in reps],
+        "debiased": [[debiased_cka(a, b) for _, b in reps] for _, a in reps],
+    }
 
     # episodes as the service samples them, replayed through PyTorch on standardised inputs
     dims, seed = [0, 1, 2], 0

@@ -79,10 +79,10 @@ def canon(x, proto):
         return format(x, ".17g")
     if t is str:
         return "'" + x + "'"
-    if t is bytes and proto >= 3 or t is bytearray and proto >= 5:
+    # protocols 0-2 write bytes as _codecs.encode(latin-1 text, 'latin1'), which the C VM
+    # evaluates back into the bytes
+    if t is bytes or t is bytearray and proto >= 5:
         return "b'" + bytes(x).hex() + "'"
-    if t is bytes:  # protocols 0-2 write _codecs.encode(latin-1 text, 'latin1')
-        return f"obj(_codecs.encode, ({c(x.decode('latin1'))}, 'latin1'), None)"
     if t is list or (t in (set, frozenset) and proto >= 4):
         return "[" + ", ".join(c(v) for v in x) + "]"
     if t is tuple:

@@ -7,6 +7,7 @@ hex, floats as Python repr (round-trips through strtod).
 
     /usr/bin/python3 tests/reference/make_stats_fixtures.py
 """
+import math
 import os
 
 import numpy as np
@@ -115,6 +116,49 @@ def sample_episode(Y, median, seed, episode, dim, seq_len):
     return items, labels
 
 
+def fn_positives(r, S):
+    """FunctionDataset's n_pos (episodes.h, step 1): Box-Muller, round half to even, clamp."""
+    u1 = 1.0 - r.double()
+    u2 = r.double()
+    z = math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+    return min(max(round(S / 2.0 + S / 20.0 * z), 0), S)
+
+
+def sample_fn_episode(Y, median, seed, episode, dim, S):
+    """The later generation's FunctionDataset episode, in episodes.h's draw order."""
+    r = Rng(seed, episode)
+    n_pos = fn_positives(r, S)
+    col, m = Y[:, dim], median[dim]
+    pos = [i for i in range(len(col)) if col[i] > m]
+    neg = [i for i in range(len(col)) if not col[i] > m]
+
+    def pick(lst, k):
+        for t in range(k):
+            j = t + r.below(len(lst) - t)
+            lst[t], lst[j] = lst[j], lst[t]
+        return lst[:k]
+
+    ep = pick(pos, min(n_pos, len(pos))) + pick(neg, min(S - n_pos, len(neg)))
+    for t in range(len(ep) - 1, 0, -1):
+        j = r.below(t + 1)
+        ep[t], ep[j] = ep[j], ep[t]
+    labels = [int(col[i] > m) for i in ep]
+    mags = [float(np.float32(col[i]) - np.float32(m)) for i in ep]
+    return ep, labels, mags
+
+
+def fn_episodes(out, Y, median):
+    for seed, e, dim, S in [(0, 0, 0, 12), (0, 1, 1, 12), (3, 2, 2, 20), (3, 3, 0, 20),
+                            (3, 4, 1, 20), (3, 5, 2, 20), (2**63, 7, 1, 1), (11, 40, 0, 19)]:
+        items, labels, mags = sample_fn_episode(Y, median, seed, e, dim, S)
+        name = "fn_%d_%d_%d_%d" % (seed % 1000, e, dim, S)
+        rec(out, name + "_items", items, "f")
+        rec(out, name + "_labels", labels, "f")
+        rec(out, name + "_mags", mags, "f")
+    for S in (1, 12, 120):
+        rec(out, "fn_npos_%d" % S, [fn_positives(Rng(5, e), S) for e in range(64)], "f")
+
+
 def episodes(out):
     """A small dataset (20 items, 3 dims, ties included) and a few of its episodes; the
     medians are torch's (the lower middle value for even n)."""
@@ -131,6 +175,7 @@ def episodes(out):
         name = "ep_%d_%d_%d_%d" % (seed % 1000, e, dim, S)
         rec(out, name + "_items", items, "f")
         rec(out, name + "_labels", labels, "f")
+    fn_episodes(out, Y, median)
 
 
 def main():

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,10 +22,44 @@
 
 const char *demo_config(void) { return ML_SOURCE_ROOT "/config/demo.json"; }
 
-static void build_argv(const char *const *args, const char **argv, int max, int add_listen) {
+static int has_arg(const char *const *args, const char *name) {
+    for (; args && *args; args++)
+        if (!strcmp(*args, name)) return 1;
+    return 0;
+}
+
+/* A fresh folder for a daemon's --cache-dir (under $TMPDIR or /tmp), so no test reads or
+ * writes ~/.cache or a folder another run shares. 0 when made. */
+static int make_cache_dir(char *out, size_t cap) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(out, cap, "%s/metalign-daemon-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (mkdtemp(out)) return 0;
+    fprintf(stderr, "daemon.c: mkdtemp(%s): %s\n", out, strerror(errno));
+    out[0] = '\0';
+    return -1;
+}
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void remove_cache_dir(char *dir) {
+    if (!dir[0]) return;
+    nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+    dir[0] = '\0';
+}
+
+/* argv: the binary, args, --cache-dir cache_dir (when given), --listen (when asked). */
+static void build_argv(const char *const *args, const char **argv, int max, int add_listen,
+                       const char *cache_dir) {
     int n = 0;
     argv[n++] = ML_BUILD_ROOT "/metalignd";
-    for (; args && *args && n < max - 4; args++) argv[n++] = *args;
+    for (; args && *args && n < max - 6; args++) argv[n++] = *args;
+    if (cache_dir && cache_dir[0]) {
+        argv[n++] = "--cache-dir";
+        argv[n++] = cache_dir;
+    }
     if (add_listen) {
         argv[n++] = "--listen";
         argv[n++] = "127.0.0.1:0";
@@ -45,12 +80,22 @@ static void read_available(test_daemon *d, int timeout_ms) {
 
 int daemon_spawn(test_daemon *d, const char *const *args) {
     memset(d, 0, sizeof *d);
+    if (!has_arg(args, "--cache-dir") && make_cache_dir(d->cache_dir, sizeof d->cache_dir) != 0)
+        return -1;
     int fds[2];
-    if (pipe(fds) != 0) return -1;
+    if (pipe(fds) != 0) {
+        remove_cache_dir(d->cache_dir);
+        return -1;
+    }
     const char *argv[64];
-    build_argv(args, argv, 64, 1);
+    build_argv(args, argv, 64, 1, d->cache_dir);
     pid_t pid = fork();
-    if (pid < 0) return -1;
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        remove_cache_dir(d->cache_dir);
+        return -1;
+    }
     if (pid == 0) {
         dup2(fds[1], 2);
         close(fds[0]);
@@ -74,7 +119,9 @@ int daemon_spawn(test_daemon *d, const char *const *args) {
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
             read_available(d, 100);
+            close(d->stderr_fd);
             d->pid = 0;
+            remove_cache_dir(d->cache_dir);
             return -1;
         }
     }
@@ -119,18 +166,31 @@ int daemon_stop(test_daemon *d, int sig) {
     read_available(d, 10);
     close(d->stderr_fd);
     d->pid = 0;
+    remove_cache_dir(d->cache_dir);
     if (WIFEXITED(st)) return WEXITSTATUS(st);
     if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
     return -1;
 }
 
 int daemon_run(const char *const *args, char *out, size_t out_len) {
+    char cache_dir[128] = "";
+    if ((has_arg(args, "--config") || has_arg(args, "--checkpoint")) &&
+        !has_arg(args, "--cache-dir") && make_cache_dir(cache_dir, sizeof cache_dir) != 0)
+        return -1;
     int fds[2];
-    if (pipe(fds) != 0) return -1;
+    if (pipe(fds) != 0) {
+        remove_cache_dir(cache_dir);
+        return -1;
+    }
     const char *argv[64];
-    build_argv(args, argv, 64, 0);
+    build_argv(args, argv, 64, 0, cache_dir);
     pid_t pid = fork();
-    if (pid < 0) return -1;
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        remove_cache_dir(cache_dir);
+        return -1;
+    }
     if (pid == 0) {
         dup2(fds[1], 1);
         dup2(fds[1], 2);
@@ -150,6 +210,7 @@ int daemon_run(const char *const *args, char *out, size_t out_len) {
     close(fds[0]);
     int st = 0;
     waitpid(pid, &st, 0);
+    remove_cache_dir(cache_dir);
     if (WIFEXITED(st)) return WEXITSTATUS(st);
     return 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }

@@ -12,19 +12,24 @@ typedef struct test_daemon {
     int stderr_fd;
     char log[16384]; /* what it printed on stderr so far */
     size_t log_len;
+    char cache_dir[128]; /* the private --cache-dir made for it; "" when the test gave one */
 } test_daemon;
 
-/* Starts build/metalignd with args (NULL-terminated; --listen 127.0.0.1:0 is added) and
- * waits until it prints its listening line and /readyz answers 200. Returns 0, or -1 if it
- * exited or timed out (d->log says why). */
+/* Starts build/metalignd with args (NULL-terminated; --listen 127.0.0.1:0 is added, and a
+ * --cache-dir of its own in a fresh temporary folder unless args name one) and waits until
+ * it prints its listening line and /readyz answers 200. Returns 0, or -1 if it exited or
+ * timed out (d->log says why). */
 int daemon_start(test_daemon *d, const char *const *args);
 /* Only until the listening line (the model may still be loading). */
 int daemon_spawn(test_daemon *d, const char *const *args);
 /* Polls /readyz until 200; -1 if the daemon exited or seconds passed. */
 int daemon_wait_ready(test_daemon *d, double seconds);
-/* Sends sig and waits for the exit; returns the exit status (or 128 + signal). */
+/* Sends sig and waits for the exit; returns the exit status (or 128 + signal). Removes the
+ * private cache folder. */
 int daemon_stop(test_daemon *d, int sig);
-/* Runs the binary to completion (e.g. --check, failing start-ups): exit status, output. */
+/* Runs the binary to completion (e.g. --check, failing start-ups): exit status, output.
+ * A run given --config or --checkpoint without --cache-dir gets a private one, removed
+ * after the run. */
 int daemon_run(const char *const *args, char *out, size_t out_len);
 /* The demo bundle's config. */
 const char *demo_config(void);

@@ -8,7 +8,8 @@
 static void check_hex(const void *data, size_t len, const char *want) {
     char hex[ML_SHA256_HEX_LEN];
     ml_sha256_hex(data, len, hex);
-    CHECK_MSG(strcmp(hex, want) == 0, "sha256 of %zu bytes = %s, expected %s", len, hex, want);
+    CHECK_MSG(want && strcmp(hex, want) == 0, "sha256 of %zu bytes = %s, expected %s", len, hex,
+              want ? want : "(missing from the reference)");
 }
 
 static void test_fips_vectors(void) {
@@ -51,15 +52,13 @@ static void test_streaming_equals_one_shot(void) {
 
 static void test_fixtures_match_hashlib(void) {
     json_t *ref = load_reference();
-    CHECK(ref != NULL);
-    if (!ref) return;
+    REQUIRE_MSG(ref != NULL, "cannot read %s", FIXTURE("human/reference.json"));
     const char *names[] = {"synthetic.csv", "messy.csv"};
     for (int i = 0; i < 2; i++) {
-        char path[512];
-        snprintf(path, sizeof path, "%s/tests/fixtures/human/%s", ML_SOURCE_ROOT, names[i]);
+        const char *path = FIXTUREF("human/%s", names[i]);
         size_t len;
         char *buf = read_file(path, &len);
-        CHECK(buf != NULL);
+        CHECK_MSG(buf != NULL, "cannot read %s", path);
         if (!buf) continue;
         check_hex(buf, len, json_string_value(json_object_get(json_object_get(ref, "sha256"),
                                                               names[i])));

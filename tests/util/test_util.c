@@ -84,6 +84,18 @@ static void write_nan_as_null(ml_jw *w) {
     ml_jw_array_end(w);
 }
 
+/* Valid UTF-8 passes through; bytes that are not UTF-8 become U+FFFD, one per byte. */
+static void write_utf8(ml_jw *w) {
+    ml_jw_array(w);
+    ml_jw_string(w, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"); /* 2, 3, 4 bytes */
+    ml_jw_string(w, "a\xff" "b");               /* never UTF-8 */
+    ml_jw_string(w, "\xe2\x82");                /* cut short */
+    ml_jw_string(w, "\xc0\xaf");                /* overlong '/' */
+    ml_jw_string(w, "\xed\xa0\x80");            /* a surrogate */
+    ml_jw_string(w, "\xf4\x90\x80\x80");        /* past U+10FFFF */
+    ml_jw_array_end(w);
+}
+
 static void test_json_writer(void) {
     int ok = 0;
     const char *s = written(write_numbers, &ok);
@@ -96,6 +108,15 @@ static void test_json_writer(void) {
                          "\"j\":{\"x\":0.7,\"y\":[1,\"z\"]}}"), "nested: %s", s);
     json_t *back = json_loads(s, 0, NULL);
     CHECK(back != NULL); /* what it writes is JSON */
+    json_decref(back);
+    s = written(write_utf8, &ok);
+    CHECK(ok);
+    CHECK_MSG(!strcmp(s, "[\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\",\"a\\ufffdb\","
+                         "\"\\ufffd\\ufffd\",\"\\ufffd\\ufffd\",\"\\ufffd\\ufffd\\ufffd\","
+                         "\"\\ufffd\\ufffd\\ufffd\\ufffd\"]"),
+              "utf8: %s", s);
+    back = json_loads(s, 0, NULL);
+    CHECK(back != NULL); /* jansson refuses invalid UTF-8: this is valid */
     json_decref(back);
     s = written(write_nan, &ok);
     CHECK(!ok); /* NaN is refused, never written as a number */

@@ -14,8 +14,8 @@
 
 static const char *const no_args[] = {NULL};
 
-#define ML_ITEMS_MAX_LIMIT 10000
-#define ML_ITEMS_DEFAULT_LIMIT 100
+#define ML_SPOSE_DIMS 66 /* spose_embedding_66d_sorted.txt, whose dims 0-2 the notebook names */
+
 
 /* The common preamble of routes that take neither arguments nor a body. */
 static int plain_get(const ml_request *req, ml_response *resp) {
@@ -68,7 +68,11 @@ static void model_info(ml_jw *w, const ml_app *app) {
     ml_jw_object(w);
     ml_jw_kstring(w, "path", m->path);
     ml_jw_kstring(w, "format", m->format);
-    ml_jw_kstring(w, "variant", ml_posenc_name(m->cfg.pos));
+    ml_jw_key(w, "variant"); /* positions: a transformer's only */
+    if (ml_model_arch(m) == ML_ARCH_TRANSFORMER)
+        ml_jw_string(w, ml_posenc_name(m->cfg.pos));
+    else
+        ml_jw_null(w);
     ml_jw_kint(w, "input_size", m->cfg.input_size);
     ml_jw_kint(w, "hidden_size", m->cfg.hidden_size);
     ml_jw_kint(w, "num_layers", m->cfg.num_layers);
@@ -86,6 +90,7 @@ static void model_info(ml_jw *w, const ml_app *app) {
     ml_jw_kbool(w, "logit_bias", m->cfg.logit_bias);
     ml_jw_kbool(w, "synthetic", m->synthetic);
     ml_jw_kint(w, "max_seq_len", app->max_seq);
+    ml_render_model_generation(w, m);
     ml_jw_key(w, "trained_seq_len");
     if (m->trained_seq_len > 0)
         ml_jw_int(w, m->trained_seq_len);
@@ -106,6 +111,19 @@ static void data_info(ml_jw *w, const ml_app *app) {
     ml_jw_kbool(w, "synthetic", app->model.synthetic);
     ml_jw_kint(w, "backbone_rows", d->backbone_rows);
     ml_jw_kbool(w, "per_image", d->per_image);
+    /* Names for the notebook's eval dimensions, only where they hold: the SPoSE 66-d
+     * embedding of a real (not synthetic) world. */
+    static const char *const spose_labels[] = {"Metallic/Artificial", "Food-related",
+                                               "Animal-related"};
+    ml_jw_key(w, "dimension_labels");
+    if (!app->model.synthetic && d->target_dims == ML_SPOSE_DIMS) {
+        ml_jw_array(w);
+        for (size_t i = 0; i < sizeof spose_labels / sizeof spose_labels[0]; i++)
+            ml_jw_string(w, spose_labels[i]);
+        ml_jw_array_end(w);
+    } else {
+        ml_jw_null(w);
+    }
     if (d->images_path) ml_jw_kstring(w, "things_images", d->images_path);
     ml_jw_object_end(w);
 }

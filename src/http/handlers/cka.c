@@ -8,6 +8,7 @@
 #include "http/handlers/handlers.h"
 #include "http/render/render.h"
 #include "http/result_keys.h"
+#include "util/csv_writer.h"
 
 typedef struct cka_query {
     int all_dims;
@@ -18,6 +19,7 @@ typedef struct cka_query {
     int ci;
     long long n_boot;
     long long seed;
+    ml_view view;
 } cka_query;
 
 static void query_free(cka_query *q) {
@@ -62,10 +64,12 @@ static int parse_layers_arg(const ml_app *app, const char *text, cka_query *q,
 }
 
 static int parse_cka(const ml_app *app, const ml_request *req, cka_query *q, ml_response *resp) {
-    static const char *const args[] = {"dims", "layers", "debiased", "ci", "n_boot", "seed", NULL};
+    static const char *const args[] = {"dims", "layers", "debiased", "ci", "n_boot", "seed",
+                                       ML_VIEW_ARGS, NULL};
     memset(q, 0, sizeof *q);
     q->n_boot = ML_N_BOOT_DEFAULT;
-    if (ml_request_check_args(req, args, resp) != 0 || ml_request_no_body(req, resp) != 0)
+    if (ml_request_check_args(req, args, resp) != 0 || ml_request_no_body(req, resp) != 0 ||
+        ml_view_parse(req, 0, &q->view, resp) != 0)
         return -1;
     const char *dims = ml_request_arg(req, "dims");
     q->all_dims = !dims || !strcmp(dims, "all");
@@ -84,6 +88,7 @@ static int parse_cka(const ml_app *app, const ml_request *req, cka_query *q, ml_
 static void cka_key(const cka_query *q, int n_reps, char out[ML_KEY_LEN]) {
     ml_key k;
     ml_key_begin(&k, "cka");
+    ml_key_view(&k, &q->view);
     ml_key_int(&k, "debiased", q->debiased);
     ml_key_int(&k, "ci", q->ci);
     ml_key_int(&k, "n_boot", q->ci ? q->n_boot : 0);
@@ -123,6 +128,41 @@ static void render_entry(ml_jw *w, const char *name, double lin, const double *d
     ml_jw_object_end(w);
 }
 
+static const char *const cka_columns[] = {"name", "kind", "layer", "dims", "cka", "cka_debiased",
+                                          "ci_low", "ci_high", NULL};
+
+/* The tidy table: one row per representation, the baseline first; layer is the x of the
+ * notebook's plot (0 = the embedding), empty for the baseline. */
+static int cka_csv(const ml_app *app, const cka_query *q, const int *idx, int m,
+                   const double *lin, const double *deb, const double *lo, const double *hi,
+                   ml_buf *out) {
+    ml_buf dims = {0};
+    if (q->all_dims) {
+        ml_buf_puts(&dims, "all");
+    } else {
+        for (int i = 0; i < q->n_dims; i++) ml_buf_printf(&dims, "%s%d", i ? "," : "", q->dims[i]);
+    }
+    ml_csv c;
+    ml_csv_init(&c, out, cka_columns);
+    char name[32];
+    for (int k = 0; k < m; k++) {
+        ml_csv_string(&c, ml_app_rep_name(app, idx[k], name, sizeof name));
+        ml_csv_string(&c, k == 0 ? "baseline" : "layer");
+        if (k == 0)
+            ml_csv_empty(&c);
+        else
+            ml_csv_int(&c, idx[k] - 1);
+        ml_csv_string(&c, dims.oom || !dims.data ? "" : dims.data);
+        ml_csv_double(&c, lin[k]);
+        ml_csv_double(&c, q->debiased ? deb[k] : NAN);
+        ml_csv_double(&c, q->ci ? lo[k] : NAN);
+        ml_csv_double(&c, q->ci ? hi[k] : NAN);
+        ml_csv_row_end(&c);
+    }
+    ml_buf_free(&dims);
+    return ml_csv_finish(&c);
+}
+
 /* Renders the answer from the prepared cache; NULL with err (a CKA that is undefined). */
 static ml_blob *render_cka(const ml_app *app, const ml_cka_cache *c, const cka_query *q,
                            ml_err *err) {
@@ -144,6 +184,13 @@ static ml_blob *render_cka(const ml_app *app, const ml_cka_cache *c, const cka_q
                          (uint64_t)q->seed, lo, hi, err) != 0)
         return NULL;
     ml_buf out = {0};
+    if (q->view.format == ML_FORMAT_CSV) {
+        ml_blob *b = cka_csv(app, q, idx, m, lin, deb, lo, hi, &out) == 0
+                         ? ml_blob_new(out.data, out.len) : NULL;
+        ml_buf_free(&out);
+        if (!b) ml_errf(err, "out of memory");
+        return b;
+    }
     ml_jw w;
     ml_jw_init(&w, &out);
     ml_jw_object(&w);
@@ -203,12 +250,13 @@ static void answer(ml_app *app, const ml_cka_cache *c, const cka_query *q, const
     }
     ml_metrics_add(app->metrics, ML_CNT_CKA_CACHE_MISS, 1);
     ml_lru_put_blob(app->results, key, b);
-    ml_respond_blob(resp, 200, ML_CT_JSON, b);
+    ml_respond_blob(resp, 200, q->view.format == ML_FORMAT_CSV ? ML_CT_CSV : ML_CT_JSON, b);
     ml_blob_unref(b);
 }
 
-static int from_cache(ml_app *app, const char *key, ml_response *resp) {
+static int from_cache(ml_app *app, const cka_query *q, const char *key, ml_response *resp) {
     if (!ml_answer_from_cache(app, key, resp)) return 0;
+    if (q->view.format == ML_FORMAT_CSV) resp->content_type = ML_CT_CSV;
     ml_metrics_add(app->metrics, ML_CNT_CKA_CACHE_HIT, 1);
     return 1;
 }
@@ -218,7 +266,7 @@ void ml_h_cka_fast(ml_app *app, const ml_request *req, ml_response *resp) {
     char key[ML_KEY_LEN];
     if (parse_cka(app, req, &q, resp) != 0) goto done;
     cka_key(&q, 1 + ml_model_num_outputs(&app->model), key);
-    if (from_cache(app, key, resp)) goto done;
+    if (from_cache(app, &q, key, resp)) goto done;
     /* Prepared and cheap (no bootstrap): O(dims^2) arithmetic, fine in the I/O thread. */
     if (ml_app_cka_ready(app) && !(q.ci && q.n_boot > 0)) answer(app, app->cka, &q, key, resp);
 done:
@@ -230,7 +278,7 @@ void ml_h_cka(ml_app *app, ml_worker *w, const ml_request *req, ml_response *res
     char key[ML_KEY_LEN];
     if (parse_cka(app, req, &q, resp) != 0) goto done;
     cka_key(&q, 1 + ml_model_num_outputs(&app->model), key);
-    if (from_cache(app, key, resp)) goto done;
+    if (from_cache(app, &q, key, resp)) goto done;
     ml_err err = {{0}};
     ml_cka_cache *c = ml_app_cka(app, w, &err);
     if (!c) {
@@ -242,7 +290,30 @@ done:
     query_free(&q);
 }
 
-static void render_matrix(ml_app *app, const ml_cka_cache *c, ml_response *resp) {
+static const char *const matrix_columns[] = {"a", "b", "linear", "debiased", NULL};
+
+static void render_matrix_csv(ml_app *app, const ml_cka_cache *c, ml_response *resp) {
+    ml_buf out = {0};
+    ml_csv csv;
+    ml_csv_init(&csv, &out, matrix_columns);
+    char a[32], b[32];
+    for (int i = 0; i < c->n_reps; i++)
+        for (int j = 0; j < c->n_reps; j++) {
+            ml_csv_string(&csv, ml_app_rep_name(app, i, a, sizeof a));
+            ml_csv_string(&csv, ml_app_rep_name(app, j, b, sizeof b));
+            ml_csv_double(&csv, c->linear[(size_t)i * (size_t)c->n_reps + (size_t)j]);
+            ml_csv_double(&csv, c->debiased[(size_t)i * (size_t)c->n_reps + (size_t)j]);
+            ml_csv_row_end(&csv);
+        }
+    ml_respond_csv(resp, 200, &csv);
+}
+
+static void render_matrix(ml_app *app, const ml_cka_cache *c, const ml_view *v,
+                          ml_response *resp) {
+    if (v->format == ML_FORMAT_CSV) {
+        render_matrix_csv(app, c, resp);
+        return;
+    }
     ml_buf out = {0};
     ml_jw w;
     ml_jw_init(&w, &out);
@@ -268,21 +339,29 @@ static void render_matrix(ml_app *app, const ml_cka_cache *c, ml_response *resp)
     ml_respond_writer(resp, 200, &w);
 }
 
-static const char *const matrix_args[] = {NULL};
+static const char *const matrix_args[] = {ML_VIEW_ARGS, NULL};
+
+static int parse_matrix(const ml_request *req, ml_view *v, ml_response *resp) {
+    return ml_request_check_args(req, matrix_args, resp) != 0 ||
+                   ml_request_no_body(req, resp) != 0 || ml_view_parse(req, 0, v, resp) != 0
+               ? -1
+               : 0;
+}
 
 void ml_h_cka_matrix_fast(ml_app *app, const ml_request *req, ml_response *resp) {
-    if (ml_request_check_args(req, matrix_args, resp) != 0 || ml_request_no_body(req, resp) != 0)
-        return;
-    if (ml_app_cka_matrices_ready(app)) render_matrix(app, app->cka, resp);
+    ml_view v;
+    if (parse_matrix(req, &v, resp) != 0) return;
+    if (ml_app_cka_matrices_ready(app)) render_matrix(app, app->cka, &v, resp);
 }
 
 void ml_h_cka_matrix(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp) {
-    (void)req;
+    ml_view v;
+    if (parse_matrix(req, &v, resp) != 0) return;
     ml_err err = {{0}};
     ml_cka_cache *c = ml_app_cka_matrices(app, w, &err);
     if (!c) {
         ml_respond_error(resp, 500, "internal", "%s", err.msg);
         return;
     }
-    render_matrix(app, c, resp);
+    render_matrix(app, c, &v, resp);
 }

@@ -10,25 +10,52 @@
 #include "http/handlers/curves.h"
 #include "http/handlers/handlers.h"
 #include "http/http.h"
+#include "http/render/csv.h"
 #include "http/render/render.h"
 
 #define ML_COALESCE_TRIES 3 /* waits for identical requests before computing regardless */
 
-/* Parses and validates the body; 0 or -1 (resp answered). */
+/* The fields of a simulation, in the body (POST) or the query (GET). */
+static const ml_field curve_fields[] = {
+    {"dims", ML_FIELD_DIMS},        {"episodes", ML_FIELD_INT},
+    {"seq_len", ML_FIELD_INT},      {"seed", ML_FIELD_INT},
+    {"standardize", ML_FIELD_BOOL}, {"include_episodes", ML_FIELD_BOOL},
+    {"batch_size", ML_FIELD_INT},   {"n_boot", ML_FIELD_INT},
+};
+#define N_CURVE_FIELDS ((int)(sizeof curve_fields / sizeof curve_fields[0]))
+
+/* Parses and validates the request; 0 or -1 (resp answered). */
 static int parse_curves(const ml_app *app, const ml_request *req, ml_sim_request *rq,
-                        int *async, ml_response *resp) {
-    static const char *const fields[] = {"dims", "episodes", "seq_len", "seed", "standardize",
-                                         "include_episodes", "batch_size", "n_boot", NULL};
-    static const char *const args[] = {"async", NULL};
+                        int *async, ml_view *view, ml_response *resp) {
+    static const char *const args[] = {"async", ML_VIEW_ARGS, NULL};
     if (ml_sim_defaults(rq) != 0) {
         ml_respond_error(resp, 500, "internal", "out of memory");
         return -1;
     }
-    if (ml_request_check_args(req, args, resp) != 0) return -1;
+    ml_sim_model_defaults(rq, &app->model); /* the later generation: raw features */
     *async = 0;
-    if (ml_arg_bool(req, "async", async, resp) != 0) return -1;
     json_t *body = NULL;
-    if (ml_body_object(req, fields, &body, resp) != 0) return -1;
+    if (ml_request_fields(req, curve_fields, N_CURVE_FIELDS, args, &body, resp) != 0 ||
+        ml_arg_bool(req, "async", async, resp) != 0 ||
+        ml_view_parse(req, ML_ROWS_MASK(ML_ROWS_CURVE) | ML_ROWS_MASK(ML_ROWS_TRIALS), view,
+                      resp) != 0) {
+        json_decref(body);
+        return -1;
+    }
+    if (*async && strcmp(req->method, "POST") != 0) {
+        json_decref(body);
+        ml_respond_error(resp, 400, "invalid_argument",
+                         "async=true starts a job: POST /v1/learning-curves?async=true with the "
+                         "fields as a JSON body (a GET only reads)");
+        return -1;
+    }
+    if (*async && view->format != ML_FORMAT_JSON) {
+        json_decref(body);
+        ml_respond_error(resp, 400, "invalid_argument",
+                         "a job's answer is JSON (GET /v1/jobs/<id>); once it is done, the same "
+                         "request as GET with format=csv reads the table from the cache");
+        return -1;
+    }
     int K = app->data.target_dims, n = app->data.n_items;
     int max_len = app->max_seq < n ? app->max_seq : n;
     long long episodes = rq->episodes, seq_len = rq->seq_len, seed = 0, batch = rq->batch_size,
@@ -69,11 +96,23 @@ static int parse_curves(const ml_app *app, const ml_request *req, ml_sim_request
                          ML_SIM_MAX_TRIALS);
         goto out;
     }
+    if (view->rows == ML_ROWS_TRIALS && view->format == ML_FORMAT_CSV &&
+        episodes * seq_len > ML_SIM_MAX_DETAIL_TRIALS) {
+        ml_respond_error(resp, 400, "too_large",
+                         "rows=trials with %lld trials would make a huge table; at most %lld "
+                         "trials can be listed", episodes * seq_len, ML_SIM_MAX_DETAIL_TRIALS);
+        goto out;
+    }
     if (rq->include_episodes && episodes * seq_len > ML_SIM_MAX_DETAIL_TRIALS) {
         ml_respond_error(resp, 400, "too_large",
                          "include_episodes with %lld trials would make a huge answer; at most "
                          "%lld trials can be detailed", episodes * seq_len,
                          ML_SIM_MAX_DETAIL_TRIALS);
+        goto out;
+    }
+    ml_err err = {{0}};
+    if (ml_sim_check_model(&app->model, rq, &err) != 0) { /* dims the heads lack */
+        ml_respond_error(resp, 400, "out_of_range", "%s", err.msg);
         goto out;
     }
     rq->episodes = (int)episodes;
@@ -87,9 +126,10 @@ out:
     return rc;
 }
 
-void ml_curves_key(const ml_sim_request *rq, char out[ML_KEY_LEN]) {
+void ml_curves_key(const ml_sim_request *rq, const ml_view *view, char out[ML_KEY_LEN]) {
     ml_key k;
     ml_key_begin(&k, "curves");
+    ml_key_view(&k, view);
     ml_key_ints(&k, "dims", rq->dims, rq->n_dims);
     ml_key_int(&k, "episodes", rq->episodes);
     ml_key_int(&k, "seq_len", rq->seq_len);
@@ -101,10 +141,39 @@ void ml_curves_key(const ml_sim_request *rq, char out[ML_KEY_LEN]) {
     ml_key_finish(&k, out);
 }
 
+/* The answer in view v from what the simulation gave; NULL when it cannot be rendered. */
+static ml_blob *render_view(ml_app *app, const ml_sim_request *rq, const ml_sim_result *res,
+                            const ml_sim_curves *curves, const ml_view *v, int *bad) {
+    ml_buf out = {0};
+    int rc;
+    if (v->format == ML_FORMAT_CSV) {
+        ml_csv c;
+        if (v->rows == ML_ROWS_TRIALS) {
+            ml_csv_trials_begin(&c, &out);
+            ml_csv_trials_model(&c, res);
+        } else {
+            ml_csv_curves_begin(&c, &out);
+            ml_csv_sim_curves(&c, curves, rq->seq_len);
+        }
+        rc = ml_csv_finish(&c);
+    } else {
+        ml_warnings warn = {0};
+        ml_warn_seq_len(&warn, app, rq->seq_len);
+        ml_jw jw;
+        ml_jw_init(&jw, &out);
+        ml_render_sim(&jw, app, rq, res, curves, &warn);
+        rc = ml_jw_finish(&jw);
+        *bad = jw.bad && !out.oom;
+    }
+    ml_blob *b = rc == 0 ? ml_blob_new(out.data, out.len) : NULL;
+    ml_buf_free(&out);
+    return b;
+}
+
 ml_blob *ml_curves_answer(ml_app *app, ml_worker *w, const ml_sim_request *rq,
-                          const ml_sim_hooks *hooks, int *rc, ml_err *err) {
+                          const ml_view *view, const ml_sim_hooks *hooks, int *rc, ml_err *err) {
     char key[ML_KEY_LEN];
-    ml_curves_key(rq, key);
+    ml_curves_key(rq, view, key);
     *rc = 0;
     ml_blob *b = ml_lru_get_blob(app->results, key);
     if (b) return b;
@@ -117,17 +186,22 @@ ml_blob *ml_curves_answer(ml_app *app, ml_worker *w, const ml_sim_request *rq,
         *rc = -1;
         return NULL;
     }
-    ml_warnings warn = {0};
-    ml_warn_seq_len(&warn, app, rq->seq_len);
-    ml_buf out = {0};
-    ml_jw jw;
-    ml_jw_init(&jw, &out);
-    ml_render_sim(&jw, app, rq, &res, &curves, &warn);
+    /* One simulation, every small view: the JSON and the curve table are cached together, so
+     * a job's result can be read back as CSV without simulating again. The long table of
+     * trials is made only when asked (it is large). */
+    static const ml_view small[] = {{ML_FORMAT_JSON, ML_ROWS_CURVE}, {ML_FORMAT_CSV, ML_ROWS_CURVE}};
+    int bad = 0;
+    for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) {
+        if (small[i].format == view->format && small[i].rows == view->rows) continue;
+        char other[ML_KEY_LEN];
+        ml_curves_key(rq, &small[i], other);
+        ml_blob *o = render_view(app, rq, &res, &curves, &small[i], &bad);
+        if (o) ml_lru_put_blob(app->results, other, o);
+        ml_blob_unref(o);
+    }
+    b = render_view(app, rq, &res, &curves, view, &bad);
     ml_sim_curves_free(&curves);
     ml_sim_result_free(&res);
-    if (ml_jw_finish(&jw) == 0) b = ml_blob_new(out.data, out.len);
-    int bad = jw.bad;
-    ml_buf_free(&out);
     if (!b) {
         *rc = -1;
         ml_errf(err, bad ? "the model produced values that are not finite on these episodes"
@@ -160,7 +234,8 @@ static void run_job(void *arg, void *worker) {
         ml_sim_hooks hooks = {job_progress, job_cancelled, cj};
         ml_err err = {{0}};
         int rc = 0;
-        ml_blob *b = ml_curves_answer(app, worker, &cj->rq, &hooks, &rc, &err);
+        static const ml_view json = {ML_FORMAT_JSON, ML_ROWS_CURVE};
+        ml_blob *b = ml_curves_answer(app, worker, &cj->rq, &json, &hooks, &rc, &err);
         if (b) {
             int kept = ml_job_finish(cj->job, b) == 0;
             ml_blob_unref(b);
@@ -231,6 +306,10 @@ static void start_job(ml_app *app, const ml_sim_request *rq, const char *key, ml
     ml_job_unref(j);
 }
 
+static const char *content_type(const ml_view *v) {
+    return v->format == ML_FORMAT_CSV ? ML_CT_CSV : ML_CT_JSON;
+}
+
 int ml_check_sync_rows(const ml_app *app, long long episodes, long long seq_len,
                        const char *async_hint, ml_response *resp) {
     long long rows = episodes * seq_len, max = app->cfg->max_sync_rows;
@@ -257,16 +336,17 @@ ml_sim_hooks ml_sync_hooks(ml_sync_stop *s) {
 
 void ml_h_curves_fast(ml_app *app, const ml_request *req, ml_response *resp) {
     ml_sim_request rq;
+    ml_view view;
     int async = 0;
-    if (parse_curves(app, req, &rq, &async, resp) == 0) {
+    if (parse_curves(app, req, &rq, &async, &view, resp) == 0) {
         char key[ML_KEY_LEN];
-        ml_curves_key(&rq, key);
+        ml_curves_key(&rq, &view, key);
         ml_blob *cached = ml_lru_get_blob(app->results, key);
         ml_metrics_add(app->metrics, cached ? ML_CNT_CURVES_CACHE_HIT : ML_CNT_CURVES_CACHE_MISS, 1);
         if (async)
             start_job(app, &rq, key, cached, resp);
         else if (cached)
-            ml_respond_blob(resp, 200, ML_CT_JSON, cached);
+            ml_respond_blob(resp, 200, content_type(&view), cached);
         else
             ml_check_sync_rows(app, rq.episodes, rq.seq_len,
                                "add ?async=true to run it as a job (GET /v1/jobs/<id> then "
@@ -280,11 +360,16 @@ void ml_h_curves_fast(ml_app *app, const ml_request *req, ml_response *resp) {
 /* Simulates rq once for every identical request waiting: 1 when the request now waits for
  * another one's computation, else 0 with resp answered. */
 static int simulate_once(ml_app *app, ml_worker *w, const ml_sim_request *rq,
-                         const ml_request *req, ml_response *resp) {
+                         const ml_view *view, const ml_request *req, ml_response *resp) {
     char key[ML_KEY_LEN];
-    ml_curves_key(rq, key);
+    ml_curves_key(rq, view, key);
     for (int tries = 0;; tries++) {
-        if (ml_answer_from_cache(app, key, resp)) return 0;
+        ml_blob *cached = ml_lru_get_blob(app->results, key);
+        if (cached) {
+            ml_respond_blob(resp, 200, content_type(view), cached);
+            ml_blob_unref(cached);
+            return 0;
+        }
         if (ml_coalesce_begin(app->coalesce, key) == 0) break;
         if (tries == ML_COALESCE_TRIES) {
             key[0] = '\0'; /* compute without sharing */
@@ -296,10 +381,10 @@ static int simulate_once(ml_app *app, ml_worker *w, const ml_sim_request *rq,
     ml_sim_hooks hooks = ml_sync_hooks(&stop);
     ml_err err = {{0}};
     int rc = 0;
-    ml_blob *b = ml_curves_answer(app, w, rq, &hooks, &rc, &err);
+    ml_blob *b = ml_curves_answer(app, w, rq, view, &hooks, &rc, &err);
     if (key[0]) ml_coalesce_end(app->coalesce, key); /* the waiters find it in the cache */
     if (b)
-        ml_respond_blob(resp, 200, ML_CT_JSON, b);
+        ml_respond_blob(resp, 200, content_type(view), b);
     else if (rc == 1)
         ml_respond_cancelled(req, resp);
     else
@@ -310,9 +395,10 @@ static int simulate_once(ml_app *app, ml_worker *w, const ml_sim_request *rq,
 
 void ml_h_curves(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp) {
     ml_sim_request rq;
+    ml_view view;
     int async = 0;
-    if (parse_curves(app, req, &rq, &async, resp) == 0 &&
+    if (parse_curves(app, req, &rq, &async, &view, resp) == 0 &&
         ml_check_sync_rows(app, rq.episodes, rq.seq_len, "add ?async=true", resp) == 0)
-        simulate_once(app, w, &rq, req, resp);
+        simulate_once(app, w, &rq, &view, req, resp);
     ml_sim_request_free(&rq);
 }

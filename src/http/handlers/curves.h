@@ -9,11 +9,12 @@
 #include "metalign/simulate.h"
 #include "util/blob.h"
 
-void ml_curves_key(const ml_sim_request *rq, char out[ML_KEY_LEN]);
-/* The rendered answer for rq: from the result cache, else simulated, rendered and cached.
+void ml_curves_key(const ml_sim_request *rq, const ml_view *view, char out[ML_KEY_LEN]);
+/* The rendered answer for rq in view: from the result cache, else simulated, rendered and
+ * cached (with the other small views of the same simulation).
  * A new reference, or NULL with err (*rc 1: cancelled, -1: failed). */
 ml_blob *ml_curves_answer(ml_app *app, ml_worker *w, const ml_sim_request *rq,
-                          const ml_sim_hooks *hooks, int *rc, ml_err *err);
+                          const ml_view *view, const ml_sim_hooks *hooks, int *rc, ml_err *err);
 
 /* 0 when episodes x seq_len is within --max-sync-rows; else a 400 whose message ends with
  * async_hint (what to do instead), and -1. */

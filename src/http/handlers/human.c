@@ -10,12 +10,12 @@
 #include "http/handlers/curves.h"
 #include "http/handlers/handlers.h"
 #include "http/http.h"
+#include "http/render/csv.h"
 #include "http/render/render.h"
 #include "http/result_keys.h"
 #include "metalign/human_curves.h"
 #include "util/timefmt.h"
 
-#define ML_HUMAN_DEFAULT_MAX_TRIAL 99 /* the notebook keeps trial <= 99 for 100 model trials */
 #define ML_HUMAN_RETRY_AFTER 30       /* seconds a client waits when nothing says sooner */
 
 /* Computed human curves, shared through the result cache (both the curves endpoint and the
@@ -44,10 +44,8 @@ static int retry_after(const ml_human_status *st) {
     return st->retry_after > 0 ? (int)st->retry_after : 1;
 }
 
-/* The copy to serve; NULL when the request now waits for a download another request runs
- * (*waiting, return at once) or when there is no copy (503 with the upstream's reason). */
-static ml_human_snapshot *get_snapshot(ml_app *app, const ml_request *req, ml_human_status *st,
-                                       int *waiting, ml_response *resp) {
+ml_human_snapshot *ml_human_copy(ml_app *app, const ml_request *req, ml_human_status *st,
+                                 int *waiting, ml_response *resp) {
     *waiting = 0;
     for (;;) {
         ml_human_snapshot *snap = NULL;
@@ -95,17 +93,29 @@ static human_curves_obj *human_curves(ml_app *app, const ml_human_snapshot *snap
 
 void ml_h_human_curves(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp) {
     (void)w;
-    static const char *const args[] = {"max_trial", "seed", "n_boot", NULL};
+    static const char *const args[] = {"max_trial", "seed", "n_boot", ML_VIEW_ARGS, NULL};
     long long max_trial = ML_HUMAN_DEFAULT_MAX_TRIAL, seed = 0, n_boot = ML_N_BOOT_DEFAULT;
+    ml_view view;
     if (ml_request_check_args(req, args, resp) != 0 || ml_request_no_body(req, resp) != 0 ||
         ml_arg_int(req, "max_trial", 0, ML_HUMAN_MAX_TRIAL_LIMIT, &max_trial, resp) != 0 ||
         ml_arg_int(req, "seed", 0, ML_SEED_MAX, &seed, resp) != 0 ||
-        ml_arg_int(req, "n_boot", 0, ML_N_BOOT_MAX, &n_boot, resp) != 0)
+        ml_arg_int(req, "n_boot", 0, ML_N_BOOT_MAX, &n_boot, resp) != 0 ||
+        ml_view_parse(req, ML_ROWS_MASK(ML_ROWS_CURVE) | ML_ROWS_MASK(ML_ROWS_TRIALS), &view,
+                      resp) != 0)
         return;
     ml_human_status st;
     int waiting;
-    ml_human_snapshot *snap = get_snapshot(app, req, &st, &waiting, resp);
+    ml_human_snapshot *snap = ml_human_copy(app, req, &st, &waiting, resp);
     if (!snap) return;
+    ml_buf out = {0};
+    if (view.format == ML_FORMAT_CSV && view.rows == ML_ROWS_TRIALS) {
+        ml_csv c;
+        ml_csv_trials_begin(&c, &out);
+        ml_csv_trials_human(&c, &snap->data, (int)max_trial, NULL, 0);
+        ml_human_snapshot_unref(snap);
+        ml_respond_csv(resp, 200, &c);
+        return;
+    }
     ml_err err = {{0}};
     human_curves_obj *o = human_curves(app, snap, (int)max_trial, (uint64_t)seed, (int)n_boot,
                                        &err);
@@ -114,7 +124,14 @@ void ml_h_human_curves(ml_app *app, ml_worker *w, const ml_request *req, ml_resp
         ml_respond_error(resp, 500, "internal", "%s", err.msg);
         return;
     }
-    ml_buf out = {0};
+    if (view.format == ML_FORMAT_CSV) {
+        ml_csv c;
+        ml_csv_curves_begin(&c, &out);
+        ml_csv_human_curves(&c, &o->c);
+        ml_unref(&o->ref);
+        ml_respond_csv(resp, 200, &c);
+        return;
+    }
     ml_jw jw;
     ml_jw_init(&jw, &out);
     ml_render_human_curves(&jw, &o->c, &st);
@@ -196,16 +213,18 @@ void ml_h_human_refresh(ml_app *app, ml_worker *w, const ml_request *req, ml_res
 typedef struct compare_query {
     ml_sim_request rq;
     long long max_trial;
+    ml_view view;
 } compare_query;
 
 static int parse_compare(const ml_app *app, const ml_request *req, compare_query *q,
                          ml_response *resp) {
     static const char *const args[] = {"episodes", "seq_len", "seed", "standardize", "n_boot",
-                                       "max_trial", NULL};
+                                       "max_trial", ML_VIEW_ARGS, NULL};
     if (ml_sim_defaults(&q->rq) != 0) {
         ml_respond_error(resp, 500, "internal", "out of memory");
         return -1;
     }
+    ml_sim_model_defaults(&q->rq, &app->model); /* the later generation: raw features */
     if (ml_request_check_args(req, args, resp) != 0 || ml_request_no_body(req, resp) != 0)
         return -1;
     long long episodes = q->rq.episodes, seq_len = q->rq.seq_len, seed = 0, n_boot = q->rq.n_boot;
@@ -214,7 +233,9 @@ static int parse_compare(const ml_app *app, const ml_request *req, compare_query
         ml_arg_int(req, "seq_len", 1, max_len, &seq_len, resp) != 0 ||
         ml_arg_int(req, "seed", 0, ML_SEED_MAX, &seed, resp) != 0 ||
         ml_arg_int(req, "n_boot", 0, ML_N_BOOT_MAX, &n_boot, resp) != 0 ||
-        ml_arg_bool(req, "standardize", &q->rq.standardize, resp) != 0)
+        ml_arg_bool(req, "standardize", &q->rq.standardize, resp) != 0 ||
+        ml_view_parse(req, ML_ROWS_MASK(ML_ROWS_CURVE) | ML_ROWS_MASK(ML_ROWS_TRIALS) |
+                               ML_ROWS_MASK(ML_ROWS_SUMMARY), &q->view, resp) != 0)
         return -1;
     q->max_trial = seq_len - 1;
     const char *mt = ml_request_arg(req, "max_trial");
@@ -234,6 +255,14 @@ static int parse_compare(const ml_app *app, const ml_request *req, compare_query
                            "lower episodes or seq_len (this endpoint has no async mode)",
                            resp) != 0)
         return -1;
+    if (q->view.format == ML_FORMAT_CSV && q->view.rows == ML_ROWS_TRIALS &&
+        episodes * seq_len > ML_SIM_MAX_DETAIL_TRIALS) {
+        ml_respond_error(resp, 400, "too_large",
+                         "rows=trials with %lld model trials would make a huge table; at most "
+                         "%lld trials can be listed", episodes * seq_len,
+                         ML_SIM_MAX_DETAIL_TRIALS);
+        return -1;
+    }
     q->rq.episodes = (int)episodes;
     q->rq.seq_len = (int)seq_len;
     q->rq.seed = (uint64_t)seed;
@@ -261,7 +290,8 @@ static void model_curves_destroy(ml_ref *r) {
 static model_curves_obj *simulate_model(ml_app *app, ml_worker *w, const ml_sim_request *rq,
                                         const ml_request *req, ml_response *resp) {
     char key[ML_KEY_LEN], curves_key[ML_KEY_LEN];
-    ml_curves_key(rq, curves_key);
+    static const ml_view json = {ML_FORMAT_JSON, ML_ROWS_CURVE};
+    ml_curves_key(rq, &json, curves_key);
     ml_key k;
     ml_key_begin(&k, MODEL_CURVES_KIND);
     ml_key_str(&k, "curves", curves_key);
@@ -329,8 +359,21 @@ static void compare(ml_app *app, ml_worker *w, compare_query *q, const ml_human_
     if (!m) return;
     ml_err err = {{0}};
     ml_comparison cmp;
-    if (ml_compare(&m->curves, m->accuracy, h, (int)q->max_trial + 1, &cmp, &err) != 0) {
+    if (ml_compare(&m->curves, m->accuracy, h, (int)q->max_trial + 1, &cmp, &err) != 0 ||
+        ml_compare_bars(&cmp, q->rq.n_boot, q->rq.seed, &err) != 0) {
+        ml_comparison_free(&cmp);
         ml_respond_error(resp, 500, "internal", "%s", err.msg);
+    } else if (q->view.format == ML_FORMAT_CSV) {
+        ml_buf out = {0};
+        ml_csv c;
+        if (q->view.rows == ML_ROWS_SUMMARY) {
+            ml_csv_comparison_summary(&c, &out, &cmp);
+        } else {
+            ml_csv_curves_begin(&c, &out);
+            ml_csv_comparison(&c, &cmp);
+        }
+        ml_comparison_free(&cmp);
+        ml_respond_csv(resp, 200, &c);
     } else {
         ml_warnings warn = {0};
         ml_warn_seq_len(&warn, app, q->rq.seq_len);
@@ -344,21 +387,86 @@ static void compare(ml_app *app, ml_worker *w, compare_query *q, const ml_human_
     ml_unref(&m->ref);
 }
 
+/* rows=trials: the notebook's all_data, the model's episodes on the humans' dimensions and
+ * the humans' rows, cached by the simulation's key and the human copy's content. */
+static void compare_trials(ml_app *app, ml_worker *w, compare_query *q, const ml_human_curves *h,
+                           const ml_human_snapshot *snap, const ml_request *req,
+                           ml_response *resp) {
+    ml_err err = {{0}};
+    int *dims = NULL, n_dims = 0, missing = 0;
+    if (ml_compare_dims(h, app->data.target_dims, &dims, &n_dims, &missing, &err) != 0 ||
+        ml_sim_set_dims(&q->rq, dims, n_dims) != 0) {
+        free(dims);
+        ml_respond_error(resp, 500, "internal", "out of memory");
+        return;
+    }
+    free(dims);
+    if (n_dims == 0) {
+        ml_respond_error(resp, 422, "no_common_dimensions",
+                         "none of the human data's %d dimensions exists in the model's targets "
+                         "(%d dimensions)", h->n_dims, app->data.target_dims);
+        return;
+    }
+    char key[ML_KEY_LEN], curves_key[ML_KEY_LEN];
+    ml_curves_key(&q->rq, &q->view, curves_key);
+    ml_key k;
+    ml_key_begin(&k, "compare_trials");
+    ml_key_str(&k, "curves", curves_key);
+    ml_key_str(&k, "human", snap->sha256);
+    ml_key_int(&k, "max_trial", q->max_trial);
+    ml_key_finish(&k, key);
+    if (ml_answer_from_cache(app, key, resp)) {
+        resp->content_type = ML_CT_CSV;
+        return;
+    }
+    ml_sim_result res;
+    ml_sync_stop stop = {app, req, NULL};
+    ml_sim_hooks hooks = ml_sync_hooks(&stop);
+    int rc = ml_app_simulate(app, w, &q->rq, &hooks, &res, &err);
+    if (rc == 1) {
+        ml_respond_cancelled(req, resp);
+        return;
+    }
+    if (rc != 0) {
+        ml_respond_error(resp, 500, "simulation_failed", "%s", err.msg);
+        return;
+    }
+    ml_buf out = {0};
+    ml_csv c;
+    ml_csv_trials_begin(&c, &out);
+    ml_csv_trials_model(&c, &res);
+    ml_csv_trials_human(&c, &snap->data, (int)q->max_trial, NULL, 0);
+    ml_sim_result_free(&res);
+    ml_blob *b = ml_csv_finish(&c) == 0 ? ml_blob_new(out.data, out.len) : NULL;
+    ml_buf_free(&out);
+    if (!b) {
+        ml_respond_error(resp, 500, "internal", "out of memory building the table");
+        return;
+    }
+    ml_lru_put_blob(app->results, key, b);
+    ml_respond_blob(resp, 200, ML_CT_CSV, b);
+    ml_blob_unref(b);
+}
+
 void ml_h_compare(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp) {
     compare_query q;
     if (parse_compare(app, req, &q, resp) != 0) goto done;
     ml_human_status st;
     int waiting;
-    ml_human_snapshot *snap = get_snapshot(app, req, &st, &waiting, resp);
+    ml_human_snapshot *snap = ml_human_copy(app, req, &st, &waiting, resp);
     if (!snap) goto done;
     ml_err err = {{0}};
     human_curves_obj *o = human_curves(app, snap, (int)q.max_trial, q.rq.seed, q.rq.n_boot, &err);
-    ml_human_snapshot_unref(snap);
     if (!o) {
+        ml_human_snapshot_unref(snap);
         ml_respond_error(resp, 500, "internal", "%s", err.msg);
         goto done;
     }
-    compare(app, w, &q, &o->c, &st, req, resp);
+    if (q.view.format == ML_FORMAT_CSV && q.view.rows == ML_ROWS_TRIALS)
+        compare_trials(app, w, &q, &o->c, snap, req, resp);
+    else
+        compare(app, w, &q, &o->c, &st, req, resp);
+    ml_human_snapshot_unref(snap);
     ml_unref(&o->ref);
 done:
     ml_sim_request_free(&q.rq);

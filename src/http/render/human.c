@@ -121,7 +121,21 @@ static void summary(ml_jw *w, const ml_curve_comparison *s) {
     ml_jw_object_end(w);
 }
 
-/* {"model": curve, "human": curve, "summary": {...}, ...}; the caller closes the object. */
+static void bar(ml_jw *w, const char *key, const ml_bar *b) {
+    ml_jw_key(w, key);
+    ml_jw_object(w);
+    ml_jw_key(w, "mean");
+    ml_jw_double_or_null(w, b->mean);
+    ml_jw_key(w, "ci_low");
+    ml_jw_double_or_null(w, b->ci_low);
+    ml_jw_key(w, "ci_high");
+    ml_jw_double_or_null(w, b->ci_high);
+    ml_jw_kint(w, "n", b->n);
+    ml_jw_object_end(w);
+}
+
+/* {"model": curve, "human": curve, "summary": {...}, "bars": {...}, ...}; the caller closes
+ * the object. */
 static void side_by_side(ml_jw *w, const ml_compare_group *g, int n_trials, int n_boot) {
     ml_jw_object(w);
     ml_jw_key(w, "model");
@@ -130,6 +144,11 @@ static void side_by_side(ml_jw *w, const ml_compare_group *g, int n_trials, int 
     ml_render_curve(w, g->human, n_trials, n_boot, 0);
     ml_jw_key(w, "summary");
     summary(w, &g->summary);
+    ml_jw_key(w, "bars"); /* the bar plot: mean over single trials, bootstrap interval */
+    ml_jw_object(w);
+    bar(w, "model", &g->model_bar);
+    bar(w, "human", &g->human_bar);
+    ml_jw_object_end(w);
 }
 
 void ml_render_comparison(ml_jw *w, const ml_app *app, const ml_sim_request *rq, int max_trial,
@@ -142,6 +161,9 @@ void ml_render_comparison(ml_jw *w, const ml_app *app, const ml_sim_request *rq,
     ml_jw_int(w, (int64_t)rq->seed);
     ml_jw_kint(w, "max_trial", max_trial);
     ml_jw_kint(w, "trials_compared", cmp->n_trials);
+    char replay[96]; /* the same trials replayed on every participant's own sequence */
+    snprintf(replay, sizeof replay, "/v1/human/replay?max_trial=%d", max_trial);
+    ml_jw_kstring(w, "replay_url", replay);
     ml_jw_kbool(w, "model_synthetic", app->model.synthetic);
     ml_jw_kdouble(w, "model_accuracy", cmp->model_accuracy);
     ml_jw_key(w, "overall");
