@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 
 try:
@@ -178,12 +179,14 @@ def main(daemon, root):
          "--human-url", "http://127.0.0.1:%d/rsd46.csv" % srv.server_address[1]],
         stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 30
+        # the daemon listens at once and loads after: wait for /readyz 200
+        deadline = time.time() + 60
         while time.time() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
+                with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % port, timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except (OSError, urllib.error.URLError):
                 time.sleep(0.05)
         compare("http://127.0.0.1:%d" % port)
     finally:
