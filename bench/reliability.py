@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -89,7 +90,9 @@ class Daemon:
         t0 = time.time()
         self.proc.send_signal(sig)
         rc = self.proc.wait(timeout=120)
-        return rc, time.time() - t0
+        took = time.time() - t0
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return rc, took
 
 
 def wrk(url, seconds, script=None):

@@ -21,7 +21,6 @@
 #include "util/blob.h"
 #include "util/buf.h"
 
-#define ML_HTTP_LOG_PER_SECOND 10        /* MHD messages printed per second, the rest counted */
 #define ML_HTTP_BUSY_RETRY_SECONDS 1     /* Retry-After when the answers in flight are full */
 #define ML_HTTP_STOP_FLUSH_SECONDS 1.0   /* at a stop, for answers just resumed to go out */
 
@@ -448,38 +447,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub(&h->in_flight, 1);
 }
 
-/* libmicrohttpd's own format strings, passed through, at most ML_HTTP_LOG_PER_SECOND a
- * second: a crowd of connections over the limits must not flood the log. */
-__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt,
-                                                          va_list ap) {
-    (void)cls;
-    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-    static time_t second;
-    static int printed, dropped;
-    /* MHD's HTML for the answers mhd_errors.c rewrites, and its note that mhd_errors.c
-     * answered one itself, add nothing to the log */
-    static const char *const quiet[] = {"Error processing request (HTTP response code is",
-                                        "Closing connection (failed to queue error response)"};
-    for (size_t i = 0; i < sizeof quiet / sizeof quiet[0]; i++)
-        if (strncmp(fmt, quiet[i], strlen(quiet[i])) == 0) return;
-    time_t now = time(NULL);
-    pthread_mutex_lock(&lock);
-    if (now != second) {
-        if (dropped)
-            fprintf(stderr, "metalignd: http: (%d more messages in the last second)\n", dropped);
-        second = now;
-        printed = dropped = 0;
-    }
-    int show = printed < ML_HTTP_LOG_PER_SECOND;
-    if (show) printed++;
-    else dropped++;
-    pthread_mutex_unlock(&lock);
-    if (!show) return;
-    char line[512];
-    vsnprintf(line, sizeof line, fmt, ap);
-    fprintf(stderr, "metalignd: http: %s%s", line, line[0] && line[strlen(line) - 1] == '\n' ? "" : "\n");
-}
-
 static void free_http(ml_http *h) {
     free(h->cors_origin);
     ml_conns_free(h->conns);
@@ -528,7 +495,7 @@ ml_http *ml_http_start(const ml_http_options *opt, const ml_http_hooks *hooks, m
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     h->daemon = MHD_start_daemon(
         flags, (uint16_t)opt->port, NULL, NULL, on_request, h,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, so every message goes through it */
+        MHD_OPTION_EXTERNAL_LOGGER, ml_mhd_log, NULL, /* first, so every message goes through it */
         MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(opt->threads > 0 ? opt->threads : 1),
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)opt->max_connections,

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdarg.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "util/buf.h"
 #include "util/json_writer.h"
@@ -174,4 +176,35 @@ enum MHD_Result MHD_queue_response(struct MHD_Connection *c, unsigned int status
     enum MHD_Result rc = real_queue(c, status, json);
     MHD_destroy_response(json);
     return rc;
+}
+
+/* libmicrohttpd's own format strings, passed through, at most ML_MHD_LOG_PER_SECOND a
+ * second: a crowd of connections over the limits must not flood the log. */
+void ml_mhd_log(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static time_t second;
+    static int printed, dropped;
+    /* MHD's HTML for the answers mhd_errors.c rewrites, and its note that mhd_errors.c
+     * answered one itself, add nothing to the log */
+    static const char *const quiet[] = {"Error processing request (HTTP response code is",
+                                        "Closing connection (failed to queue error response)"};
+    for (size_t i = 0; i < sizeof quiet / sizeof quiet[0]; i++)
+        if (strncmp(fmt, quiet[i], strlen(quiet[i])) == 0) return;
+    time_t now = time(NULL);
+    pthread_mutex_lock(&lock);
+    if (now != second) {
+        if (dropped)
+            fprintf(stderr, "metalignd: http: (%d more messages in the last second)\n", dropped);
+        second = now;
+        printed = dropped = 0;
+    }
+    int show = printed < ML_MHD_LOG_PER_SECOND;
+    if (show) printed++;
+    else dropped++;
+    pthread_mutex_unlock(&lock);
+    if (!show) return;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    fprintf(stderr, "metalignd: http: %s%s", line, line[0] && line[strlen(line) - 1] == '\n' ? "" : "\n");
 }

@@ -13,13 +13,22 @@
 #define METALIGN_HTTP_MHD_ERRORS_H
 
 #include <microhttpd.h>
+#include <stdarg.h>
 #include <stddef.h>
 
 /* The memory MHD gives each connection (MHD_OPTION_CONNECTION_MEMORY_LIMIT): a request's line
  * and headers must fit in it. */
 #define ML_HTTP_CONNECTION_MEMORY ((size_t)32 << 10)
 
-/* MHD_queue_response for the application's own answers. */
+#define ML_MHD_LOG_PER_SECOND 10 /* MHD messages printed per second, the rest counted */
+
+/* MHD_OPTION_EXTERNAL_LOGGER: libmicrohttpd's messages on stderr, at most
+ * ML_MHD_LOG_PER_SECOND a second (a crowd of connections over the limits must not flood the
+ * log), without those about the answers rewritten here. */
+void ml_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+/* MHD_queue_response for the application's own answers. Every answer of the application
+ * goes through it: any other call with a status >= 400 is taken for MHD's own. */
 enum MHD_Result ml_mhd_queue(struct MHD_Connection *c, unsigned int status,
                              struct MHD_Response *r);
 /* 1 once an answer of MHD's own has been rewritten (the interposition is in effect). */
