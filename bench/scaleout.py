@@ -49,14 +49,20 @@ def metrics(url):
 def daemon(binary, config, tmp, name, extra):
     log = open(os.path.join(tmp, name + ".log"), "wb")
     p = subprocess.Popen([binary, "--config", config, "--listen", "127.0.0.1:0", "--cache-dir",
-                          os.path.join(tmp, name)] + extra, stderr=subprocess.PIPE,
+                          os.path.join(tmp, name), "--max-sync-rows", "100000000"] + extra, stderr=subprocess.PIPE,
                          stdout=subprocess.DEVNULL)
     while True:
         line = p.stderr.readline()
         log.write(line)
         m = re.search(rb"listening on http://127\.0\.0\.1:(\d+)", line)
         if m:
-            return p, f"http://127.0.0.1:{m.group(1).decode()}"
+            url = f"http://127.0.0.1:{m.group(1).decode()}"
+            while True:  # it listens at once and loads after
+                try:
+                    call("GET", url + "/readyz")
+                    return p, url
+                except Exception:
+                    time.sleep(0.05)
         if not line:
             raise SystemExit(f"{name} did not start; see {log.name}")
 

@@ -9,14 +9,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metalign/fetch.h"
+
 /* One table drives the flags, the config file keys and --help, so they cannot drift apart. */
-typedef enum opt_kind { OPT_STR, OPT_PATH, OPT_INT, OPT_SIZE, OPT_FLAG } opt_kind;
+typedef enum opt_kind { OPT_STR, OPT_PATH, OPT_INT, OPT_SIZE, OPT_LLONG, OPT_FLAG } opt_kind;
 
 typedef struct opt_def {
     const char *flag;  /* long flag without dashes; the file key is the same with '_' for '-' */
     opt_kind kind;
     size_t offset;     /* into ml_config */
-    long min, max;     /* for OPT_INT and OPT_SIZE */
+    long long min, max; /* for OPT_INT, OPT_SIZE and OPT_LLONG */
     const char *arg;   /* placeholder in --help */
     const char *help;
 } opt_def;
@@ -41,6 +43,17 @@ static const opt_def options[] = {
     {"human-max-age", OPT_INT, OFF(human_max_age), 0, INT_MAX, "SECONDS", "revalidate the cached human CSV after this (default 86400)"},
     {"human-timeout", OPT_INT, OFF(human_timeout), 1, 3600, "SECONDS", "total time for one download (default 60)"},
     {"human-max-bytes", OPT_SIZE, OFF(human_max_bytes), 1024, 1L << 34, "BYTES", "largest human CSV accepted (default 64 MiB)"},
+    {"human-min-refresh", OPT_INT, OFF(human_min_refresh), 0, 86400, "SECONDS", "POST /v1/human/refresh downloads at most once per this (default 60)"},
+    {"human-retry-min", OPT_INT, OFF(human_retry_min), 0, 86400, "SECONDS", "first wait before retrying a failed download, doubling (default 5)"},
+    {"human-retry-max", OPT_INT, OFF(human_retry_max), 1, 86400 * 7, "SECONDS", "longest wait between failed downloads (default 600)"},
+    {"max-connections", OPT_INT, OFF(max_connections), 1, 1000000, "N", "open connections in all (default 1024)"},
+    {"max-connections-per-ip", OPT_INT, OFF(max_connections_per_ip), 0, 1000000, "N", "open connections from one address, 0 = no limit (default 128)"},
+    {"read-timeout", OPT_INT, OFF(read_timeout), 1, 3600, "SECONDS", "time to send a whole request, however slowly (default 30)"},
+    {"idle-timeout", OPT_INT, OFF(idle_timeout), 1, 86400, "SECONDS", "close a connection that moves no byte this long (default 60)"},
+    {"max-inflight-bytes", OPT_SIZE, OFF(max_inflight_bytes), 1L << 20, 1LL << 40, "BYTES", "answers held for clients still reading; more get 503 (default 512 MiB)"},
+    {"max-sync-rows", OPT_LLONG, OFF(max_sync_rows), 1, 1LL << 40, "N", "episodes x seq_len a request may simulate without ?async=true (default 1000000)"},
+    {"result-cache-bytes", OPT_SIZE, OFF(result_cache_bytes), 1L << 20, 1LL << 40, "BYTES", "memory for cached answers and finished jobs' results (default 256 MiB)"},
+    {"shutdown-grace", OPT_INT, OFF(shutdown_grace), 0, 3600, "SECONDS", "SIGTERM: finish what is running, cancel what is left, exit by then (default 30)"},
     {"cors-origin", OPT_STR, OFF(cors_origin), 0, 0, "ORIGIN", "let browser pages of this origin (https://host:port) call the API (default off)"},
     {"redis", OPT_STR, OFF(redis), 0, 0, "URL", "redis://HOST:PORT[/DB]: share jobs, work and caches with other replicas"},
     {"redis-connect-timeout", OPT_INT, OFF(redis_connect_timeout), 10, 60000, "MS", "Redis connect timeout (default 1000)"},
@@ -78,6 +91,17 @@ void ml_config_defaults(ml_config *c) {
     c->human_max_age = 86400;
     c->human_timeout = 60;
     c->human_max_bytes = 64u << 20;
+    c->human_min_refresh = 60;
+    c->human_retry_min = 5;
+    c->human_retry_max = 600;
+    c->max_connections = 1024;
+    c->max_connections_per_ip = 128;
+    c->read_timeout = 30;
+    c->idle_timeout = 60;
+    c->max_inflight_bytes = (size_t)512 << 20;
+    c->max_sync_rows = 1000000;
+    c->result_cache_bytes = (size_t)256 << 20;
+    c->shutdown_grace = 30;
     c->redis_connect_timeout = 1000;
     c->redis_timeout = 2000;
     c->redis_claim_timeout = 30;
@@ -143,10 +167,12 @@ static int set_option(ml_config *c, const opt_def *o, const char *value, const c
     if (errno || end == value || *end)
         return ml_errf(err, "%s: %s=\"%s\" is not an integer", origin, o->flag, value);
     if (v < o->min || v > o->max)
-        return ml_errf(err, "%s: %s=%lld is out of range (%ld..%ld)", origin, o->flag, v, o->min,
-                       o->max);
+        return ml_errf(err, "%s: %s=%lld is out of range (%lld..%lld)", origin, o->flag, v,
+                       o->min, o->max);
     if (o->kind == OPT_INT)
         *(int *)field = (int)v;
+    else if (o->kind == OPT_LLONG)
+        *(long long *)field = v;
     else
         *(size_t *)field = (size_t)v;
     return 0;
@@ -193,7 +219,8 @@ int ml_config_load_file(ml_config *c, const char *path, ml_err *err) {
         const char *text = NULL;
         if ((o->kind == OPT_STR || o->kind == OPT_PATH) && json_is_string(val)) {
             text = json_string_value(val);
-        } else if ((o->kind == OPT_INT || o->kind == OPT_SIZE) && json_is_integer(val)) {
+        } else if ((o->kind == OPT_INT || o->kind == OPT_SIZE || o->kind == OPT_LLONG) &&
+                   json_is_integer(val)) {
             snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(val));
             text = buf;
         } else if (json_is_null(val)) {
@@ -221,15 +248,15 @@ void ml_config_usage(FILE *out) {
     fprintf(out,
             "usage: metalignd [--config FILE] [options]\n"
             "Serves layer activations, CKA and learning curves of a meta-learned model.\n\n"
-            "  --config FILE          JSON settings (keys: the flag names with '_' for '-')\n");
+            "  --config FILE                JSON settings (keys: the flag names with '_' for '-')\n");
     for (size_t i = 0; i < N_OPTIONS; i++) {
         char left[64];
         snprintf(left, sizeof left, "--%s %s", options[i].flag, options[i].arg);
-        fprintf(out, "  %-22s %s\n", left, options[i].help);
+        fprintf(out, "  %-28s %s\n", left, options[i].help);
     }
-    fprintf(out, "  --check                load and validate everything, print a summary, exit\n"
-                 "  --version              print the version\n"
-                 "  --help                 this text\n");
+    fprintf(out, "  --check                      load and validate everything, print a summary, exit\n"
+                 "  --version                    print the version\n"
+                 "  --help                       this text\n");
 }
 
 ml_cli_action ml_config_from_args(ml_config *c, int argc, char **argv, ml_err *err) {
@@ -339,6 +366,13 @@ int ml_config_validate(const ml_config *c, ml_err *err) {
                                 "(config/demo.json serves the demo bundle)",
                            required[i].flag, required[i].key);
     }
+    if (!ml_fetch_url_allowed(c->human_url))
+        return ml_errf(err, "--human-url %s: only http:// and https:// URLs are fetched; give "
+                            "the CSV's web address (a local file can be served with any web "
+                            "server)", c->human_url);
+    if (c->human_retry_min > c->human_retry_max)
+        return ml_errf(err, "--human-retry-min %d is above --human-retry-max %d; lower it",
+                       c->human_retry_min, c->human_retry_max);
     if (c->cors_origin && validate_origin(c->cors_origin, err) != 0) return -1;
     char host[256];
     int port;

@@ -35,6 +35,20 @@ typedef struct ml_config {
     int human_timeout;       /* total seconds for one download */
     size_t human_max_bytes;  /* downloads larger than this fail */
     char *cors_origin;       /* the one browser origin allowed to call the API; NULL: off */
+    int human_min_refresh;   /* seconds between two downloads asked by POST /v1/human/refresh */
+    int human_retry_min;     /* seconds before the first automatic retry after a failure */
+    int human_retry_max;     /* cap of the doubling retry delay */
+    /* Connections and requests (http/http.c). */
+    int max_connections;     /* open connections in all */
+    int max_connections_per_ip; /* from one address; 0 = no limit */
+    int read_timeout;        /* seconds to send a whole request, from the connection's start
+                              * or its previous answer: a trickle cannot extend it */
+    int idle_timeout;        /* seconds a connection may make no progress at all */
+    size_t max_inflight_bytes; /* answers held for clients that have not read them yet */
+    /* Work. */
+    long long max_sync_rows; /* episodes x seq_len a synchronous request may simulate */
+    size_t result_cache_bytes; /* one budget: cached answers + finished jobs' results */
+    int shutdown_grace;      /* seconds from SIGTERM to exit */
     /* Scale-out (docs/SCALEOUT.md): all unused without redis. */
     char *redis;             /* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]; NULL = alone */
     int redis_connect_timeout; /* milliseconds for one connect */

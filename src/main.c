@@ -1,19 +1,24 @@
-/* metalignd: start-up, flags, signals. Loads the model and data once, then serves until
- * SIGTERM or SIGINT, when it lets requests in flight finish and exits 0. */
+/* metalignd: start-up, flags, signals. Listens at once (/healthz answers, /readyz says 503),
+ * loads the model and data, then serves until SIGTERM or SIGINT, when it lets requests in
+ * flight finish within the grace, cancels what is left and exits 0. */
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/app.h"
 #include "metalign/blas.h"
 #include "config.h"
 #include "http/server.h"
 
-#define SHUTDOWN_GRACE_SECONDS 30.0
+/* File descriptors kept beside the connections: the listening socket, the cache files,
+ * OpenBLAS's and libcurl's, the standard streams. */
+#define ML_FD_RESERVE 64
 
 /* The later generation's model lines: what MODEL.md section 7's config governs. */
 static void print_metalearner(const ml_model *m) {
@@ -55,6 +60,24 @@ static void print_summary(const ml_app *app, double seconds) {
            d->ids[d->n_items - 1]);
     printf("blas:   OpenBLAS %s kernels, %d threads\n", ml_blas_core(), app->threads);
     printf("loaded in %.2f s\n", seconds);
+}
+
+/* Every connection is a file descriptor: raise the soft limit to the hard one, and say so when
+ * even that is below --max-connections. */
+static void raise_fd_limit(const ml_config *cfg) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    rlim_t want = (rlim_t)cfg->max_connections + ML_FD_RESERVE;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+        fprintf(stderr, "metalignd: warning: only %llu file descriptors are allowed (ulimit -n) "
+                        "for --max-connections %d; connections beyond about %llu will be "
+                        "refused\n", (unsigned long long)rl.rlim_cur, cfg->max_connections,
+                (unsigned long long)(rl.rlim_cur > ML_FD_RESERVE ? rl.rlim_cur - ML_FD_RESERVE : 0));
 }
 
 static double now_seconds(void) {
@@ -121,21 +144,22 @@ int main(int argc, char **argv) {
 
     double t0 = now_seconds();
     ml_app app;
-    if (ml_app_load(&app, &cfg, &err) != 0) {
-        fprintf(stderr, "metalignd: cannot start: %s\n", err.msg);
-        ml_app_free(&app);
-        ml_config_free(&cfg);
-        return 1;
-    }
     if (cfg.check) {
-        print_summary(&app, now_seconds() - t0);
-        printf("check: ok\n");
+        int rc = ml_app_load(&app, &cfg, &err) == 0 ? 0 : 1;
+        if (rc == 0) {
+            print_summary(&app, now_seconds() - t0);
+            printf("check: ok\n");
+        } else {
+            fprintf(stderr, "metalignd: cannot start: %s\n", err.msg);
+        }
         ml_app_free(&app);
         ml_config_free(&cfg);
-        return 0;
+        return rc;
     }
+    raise_fd_limit(&cfg);
+    /* Listen first: /healthz answers and /readyz says 503 while the model loads. */
     ml_server server = {0};
-    if (ml_server_start(&server, &app, &err) != 0) {
+    if (ml_server_start(&server, &app, &cfg, &err) != 0) {
         fprintf(stderr, "metalignd: cannot start: %s\n", err.msg);
         ml_app_free(&app);
         ml_config_free(&cfg);
@@ -144,20 +168,35 @@ int main(int argc, char **argv) {
     char host[256];
     int port;
     ml_parse_listen(cfg.listen, host, sizeof host, &port, NULL); /* validated above */
-    fprintf(stderr, "metalignd %s: %s model (%s), %d items%s; ready in %.2f s; listening on "
-                    "http://%s%s%s:%d\n",
-            ML_VERSION, ml_posenc_name(app.model.cfg.pos), app.model.path, app.data.n_items,
-            app.model.synthetic ? " (SYNTHETIC demo data)" : "", now_seconds() - t0,
-            strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+    fprintf(stderr, "metalignd %s: loading the model and data; listening on http://%s%s%s:%d\n",
+            ML_VERSION, strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
             ml_server_port(&server));
+    if (ml_app_load_data(&app, &err) != 0 || ml_app_start(&app, &err) != 0) {
+        fprintf(stderr, "metalignd: cannot start: %s\n", err.msg);
+        if (ml_server_stop(&server, 0) != 0) _exit(1);
+        ml_app_free(&app);
+        ml_config_free(&cfg);
+        return 1;
+    }
+    fprintf(stderr, "metalignd: ready in %.2f s: %s model (%s), %d items%s\n",
+            now_seconds() - t0, ml_posenc_name(app.model.cfg.pos), app.model.path,
+            app.data.n_items, app.model.synthetic ? " (SYNTHETIC demo data)" : "");
 
     int sig = 0;
     sig = wait_for_stop();
-    fprintf(stderr, "metalignd: %s received: finishing requests in flight\n",
-            sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    ml_server_stop(&server, SHUTDOWN_GRACE_SECONDS);
+    fprintf(stderr, "metalignd: %s received: finishing requests in flight (at most %d s)\n",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT", cfg.shutdown_grace);
+    double t_stop = now_seconds();
+    int left = ml_server_stop(&server, cfg.shutdown_grace);
+    if (left != 0) {
+        /* A request that did not stop when asked (a step that cannot be interrupted):
+         * libmicrohttpd cannot be stopped under it, so leave without tidying up. */
+        fprintf(stderr, "metalignd: %d requests still running after the %d s grace; exiting "
+                        "without waiting for them\n", left, cfg.shutdown_grace);
+        _exit(0);
+    }
     ml_app_free(&app);
     ml_config_free(&cfg);
-    fprintf(stderr, "metalignd: stopped\n");
+    fprintf(stderr, "metalignd: stopped in %.2f s\n", now_seconds() - t_stop);
     return 0;
 }

@@ -16,6 +16,8 @@ import re
 import shlex
 import shutil
 import socket
+import urllib.error
+import urllib.request
 import subprocess
 import sys
 import tempfile
@@ -109,12 +111,14 @@ def main(daemon, root):
         stderr=subprocess.PIPE, text=True)
     failed = 0
     try:
+        # the daemon listens at once and loads the model after: wait for /readyz 200
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except (OSError, urllib.error.URLError):
                 time.sleep(0.05)
         job = None
         for n, (line, text, skip) in enumerate(cases, 1):

@@ -8,9 +8,10 @@
  * made when the library loads, so the only remedy is OPENBLAS_CORETYPE in the environment
  * before exec. When OpenBLAS chose a core weaker than the CPU's features allow and the
  * operator set no OPENBLAS_CORETYPE, this sets it; when no OPENBLAS_THREAD_TIMEOUT is set, it
- * sets 4 (idle BLAS threads sleep instead of spinning); then it re-executes the program (argv
- * as given). It returns only when nothing needed doing (or the re-exec failed). Set
- * METALIGN_KEEP_BLAS_CORE=1 to opt out of both. */
+ * sets 4 (idle BLAS threads sleep instead of spinning); then it says so on stderr and
+ * re-executes the program (argv as given). It returns only when nothing needed doing (or the
+ * re-exec failed), and at once for --help and --version. Set METALIGN_KEEP_BLAS_CORE=1 to opt
+ * out of both. */
 void ml_blas_select_core(char **argv);
 
 /* The kernel family OpenBLAS is using ("SkylakeX", "Haswell", ...). */

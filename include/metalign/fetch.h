@@ -11,7 +11,7 @@
 
 typedef enum ml_fetch_code {
     ML_FETCH_OK = 0,
-    ML_FETCH_E_BAD_URL,    /* "upstream_bad_url": malformed, or a scheme not http(s)/file */
+    ML_FETCH_E_BAD_URL,    /* "upstream_bad_url": malformed, or a scheme not http(s) */
     ML_FETCH_E_DNS,        /* "upstream_dns": the host name does not resolve */
     ML_FETCH_E_REFUSED,    /* "upstream_refused": connection refused or host unreachable */
     ML_FETCH_E_TIMEOUT,    /* "upstream_timeout": connect or total timeout */
@@ -26,22 +26,25 @@ typedef enum ml_fetch_code {
     ML_FETCH_E_NETWORK,    /* "upstream_error": any other transfer failure */
     ML_FETCH_E_CACHE_IO,   /* "cache_io": the cache folder cannot be written */
     ML_FETCH_E_INTERNAL,   /* "internal": out of memory */
+    ML_FETCH_E_CANCELLED,  /* "cancelled": the cancel flag was raised (shutdown) */
     ML_FETCH_N_CODES
 } ml_fetch_code;
 
 /* The snake_case name, e.g. "upstream_timeout"; "ok" for ML_FETCH_OK. */
 const char *ml_fetch_code_name(ml_fetch_code c);
-
+/* 1 for an http:// or https:// URL (the only schemes fetched), else 0. */
+int ml_fetch_url_allowed(const char *url);
 
 
 typedef struct ml_fetch_request {
-    const char *url;           /* http://, https:// or file:// */
+    const char *url;           /* http:// or https:// */
     const char *user_agent;
     long connect_timeout_ms;
     long total_timeout_ms;
     size_t max_bytes;          /* a longer body fails with ML_FETCH_E_TOO_LARGE */
     const char *etag;          /* sent as If-None-Match when non-empty */
     const char *last_modified; /* sent as If-Modified-Since when non-empty */
+    const int *cancel;         /* non-zero (read atomically) aborts the transfer; may be NULL */
     /* Name resolution without DNS, for tests (the daemon leaves both empty): resolve is a
      * NULL-terminated list of "host:port:address" answers used instead of a lookup
      * (libcurl's CURLOPT_RESOLVE); with resolve_only set, every other host, IP literals

@@ -71,6 +71,10 @@ typedef struct ml_human_data {
  * column) or ML_FETCH_E_INTERNAL; out is left empty. */
 int ml_human_csv_parse(const char *buf, size_t len, const char *name, ml_human_data *out,
                        ml_fetch_code *code, ml_err *err);
+/* The same, with messages that never quote the input (no excerpt of a field, of the header,
+ * of an HTML page): for bytes from an upstream whose errors are shown to anonymous clients. */
+int ml_human_csv_parse_quiet(const char *buf, size_t len, const char *name, ml_human_data *out,
+                             ml_fetch_code *code, ml_err *err);
 void ml_human_data_free(ml_human_data *d);
 /* The participant id as the CSV writes it, for participant number p (< n_participants). */
 const char *ml_human_participant_name(const ml_human_data *d, int32_t p);

@@ -31,6 +31,7 @@ static const char *const col_names[N_COLS] = {"participant", "trial", "dimension
 
 typedef struct parser {
     const char *name;
+    int quiet;            /* messages never quote the input (it came from an upstream) */
     ml_human_data *out;
     size_t cap_rows;
     ml_intern names, images, concepts, files;
@@ -95,6 +96,17 @@ static void excerpt(const char *s, size_t n, char out[48]) {
     strcpy(out + m, n > 40 ? "..." : "");
 }
 
+/* A field for messages: its excerpt in quotes, or, quiet, only its size. */
+static void describe(const parser *p, const char *s, size_t n, char out[64]) {
+    char ex[48];
+    if (p->quiet) {
+        snprintf(out, 64, "a value of %zu bytes", n);
+        return;
+    }
+    excerpt(s, n, ex);
+    snprintf(out, 64, "\"%s\"", ex);
+}
+
 /* Blanks around a number, boolean or column name do not change what it means. */
 static void trim(const char **s, size_t *n) {
     while (*n && (**s == ' ' || **s == '\t')) (*s)++, (*n)--;
@@ -151,7 +163,7 @@ static void header_field(parser *p, const char *s, size_t n) {
     for (int k = 0; k < N_COLS; k++)
         if (p->col[k] < 0 && strlen(col_names[k]) == n && memcmp(col_names[k], s, n) == 0)
             p->col[k] = p->field;
-    if (p->header.len < 200) {
+    if (p->header.len < 200 && !p->quiet) {
         char ex[48];
         excerpt(s, n, ex);
         ml_buf_printf(&p->header, "%s\"%s\"", p->field ? ", " : "", ex);
@@ -162,9 +174,9 @@ static void header_field(parser *p, const char *s, size_t n) {
  * parse goes on, since the curves do not read the column. */
 static void optional_bad(parser *p, int k, const char *s, size_t n, const char *expected) {
     if (p->opt_problem) return;
-    char ex[48], msg[ML_ERR_MAX];
-    excerpt(s, n, ex);
-    snprintf(msg, sizeof msg, "line %zu: column \"%s\" is \"%s\", not %s", p->record_line,
+    char ex[64], msg[ML_ERR_MAX];
+    describe(p, s, n, ex);
+    snprintf(msg, sizeof msg, "line %zu: column \"%s\" is %s, not %s", p->record_line,
              col_names[k], ex, expected);
     p->opt_problem = strdup(msg);
     if (!p->opt_problem) fail(p, ML_FETCH_E_INTERNAL, "out of memory");
@@ -211,7 +223,7 @@ static void image_field(parser *p, const char *s, size_t n) {
 
 static void data_field(parser *p, const char *s, size_t n) {
     if (p->field == 0) p->record_line = p->line;
-    char ex[48];
+    char ex[64];
     if (p->field == p->col[COL_PARTICIPANT]) {
         if (n == 0) {
             fail(p, ML_FETCH_E_BAD_CSV, "line %zu: column \"participant\" is empty",
@@ -224,18 +236,18 @@ static void data_field(parser *p, const char *s, size_t n) {
         int k = p->field == p->col[COL_TRIAL] ? COL_TRIAL : COL_DIMENSION;
         int32_t *dst = k == COL_TRIAL ? &p->v_trial : &p->v_dimension;
         if (parse_count(s, n, dst) != 0) {
-            excerpt(s, n, ex);
+            describe(p, s, n, ex);
             fail(p, ML_FETCH_E_BAD_CSV,
-                 "line %zu: column \"%s\" is \"%s\", not a whole number >= 0 (expected 0, 1, "
+                 "line %zu: column \"%s\" is %s, not a whole number >= 0 (expected 0, 1, "
                  "2, ...)",
                  p->record_line, col_names[k], ex);
         }
     } else if (p->field == p->col[COL_CORRECT]) {
         p->v_correct = parse_bool(s, n);
         if (p->v_correct == -2) {
-            excerpt(s, n, ex);
+            describe(p, s, n, ex);
             fail(p, ML_FETCH_E_BAD_CSV,
-                 "line %zu: column \"correct\" is \"%s\", not a boolean (expected True/False, "
+                 "line %zu: column \"correct\" is %s, not a boolean (expected True/False, "
                  "true/false, 1/0, or empty/NA for a missing answer)",
                  p->record_line, ex);
         }
@@ -314,10 +326,16 @@ static void record_end(parser *p) {
         p->n_cols = n_fields;
         for (int k = 0; k < N_REQUIRED; k++)
             if (p->col[k] < 0) {
-                fail(p, ML_FETCH_E_NOT_CSV,
-                     "line %zu: the header has no column \"%s\" (it has %s); the human data "
-                     "needs participant, trial, dimension and correct",
-                     p->record_line, col_names[k], p->header.data ? p->header.data : "");
+                if (p->quiet)
+                    fail(p, ML_FETCH_E_NOT_CSV,
+                         "line %zu: the header has no column \"%s\" (it has %d columns); the "
+                         "human data needs participant, trial, dimension and correct",
+                         p->record_line, col_names[k], n_fields);
+                else
+                    fail(p, ML_FETCH_E_NOT_CSV,
+                         "line %zu: the header has no column \"%s\" (it has %s); the human "
+                         "data needs participant, trial, dimension and correct",
+                         p->record_line, col_names[k], p->header.data ? p->header.data : "");
                 return;
             }
         return;
@@ -362,6 +380,10 @@ static int sniff(parser *p, const char *buf, size_t len) {
     const char *kind = NULL;
     if (i < len && buf[i] == '<') kind = "HTML or XML";
     if (i < len && (buf[i] == '{' || buf[i] == '[')) kind = "JSON";
+    if (kind && p->quiet) {
+        fail(p, ML_FETCH_E_NOT_CSV, "%s, not CSV (%zu bytes)", kind, len);
+        return -1;
+    }
     if (kind) {
         char ex[48];
         size_t n = len - i;
@@ -478,11 +500,12 @@ const char *ml_human_participant_name(const ml_human_data *d, int32_t p) {
     return ml_strtab_get(&d->participant_names, (size_t)p);
 }
 
-int ml_human_csv_parse(const char *buf, size_t len, const char *name, ml_human_data *out,
-                       ml_fetch_code *code, ml_err *err) {
+static int parse(const char *buf, size_t len, const char *name, int quiet, ml_human_data *out,
+                 ml_fetch_code *code, ml_err *err) {
     memset(out, 0, sizeof *out);
     out->max_trial = -1;
-    parser p = {.name = name, .out = out, .line = 1, .err = err, .last_record = 1};
+    parser p = {.name = name, .quiet = quiet, .out = out, .line = 1, .err = err,
+                .last_record = 1};
     for (int k = 0; k < N_COLS; k++) p.col[k] = -1;
     record_defaults(&p);
     *code = ML_FETCH_OK;
@@ -524,4 +547,14 @@ int ml_human_csv_parse(const char *buf, size_t len, const char *name, ml_human_d
         return -1;
     }
     return 0;
+}
+
+int ml_human_csv_parse(const char *buf, size_t len, const char *name, ml_human_data *out,
+                       ml_fetch_code *code, ml_err *err) {
+    return parse(buf, len, name, 0, out, code, err);
+}
+
+int ml_human_csv_parse_quiet(const char *buf, size_t len, const char *name, ml_human_data *out,
+                             ml_fetch_code *code, ml_err *err) {
+    return parse(buf, len, name, 1, out, code, err);
 }

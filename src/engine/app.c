@@ -26,13 +26,42 @@ static int check_shapes(const ml_model *m, const ml_dataset *d, ml_err *err) {
     return 0;
 }
 
-int ml_app_load(ml_app *app, const ml_config *cfg, ml_err *err) {
+/* Not being able to lower a priority costs latency under load, not correctness: warn. */
+static void lower_priority(int self) {
+    ml_err err;
+    int rc = self ? ml_priority_lower_self(ML_COMPUTE_NICE, &err)
+                  : ml_priority_lower_others(ML_COMPUTE_NICE, &err);
+    if (rc != 0) fprintf(stderr, "metalignd: warning: compute threads keep full priority: %s\n", err.msg);
+}
+
+int ml_app_init(ml_app *app, const ml_config *cfg, const char *const *route_names, int n_routes,
+                ml_err *err) {
     memset(app, 0, sizeof *app);
     app->cfg = cfg;
     app->started_at = time(NULL);
     for (int i = 0; i < ML_N_INPUTS; i++) ml_once_init(&app->acts_once[i]);
     ml_once_init(&app->emb_once);
+    long cores = ml_cpus_usable(); /* affinity and cgroup quota, not the machine's count */
+    app->threads = cfg->threads > 0 ? cfg->threads : (cores > 0 ? (int)cores : 1);
+    app->metrics = ml_metrics_new(route_names, route_names ? n_routes : 0);
+    app->coalesce = ml_coalesce_new();
+    if (!app->metrics || !app->coalesce) return ml_errf(err, "out of memory");
+    return 0;
+}
 
+void ml_app_take_threads(ml_app *app) {
+    ml_blas_set_threads(app->threads);
+    /* Every thread so far but this one is OpenBLAS's; the HTTP threads, started later from
+     * this thread, keep its priority. */
+    lower_priority(0);
+}
+
+int ml_app_load(ml_app *app, const ml_config *cfg, ml_err *err) {
+    return ml_app_init(app, cfg, NULL, 0, err) == 0 ? ml_app_load_data(app, err) : -1;
+}
+
+int ml_app_load_data(ml_app *app, ml_err *err) {
+    const ml_config *cfg = app->cfg;
     /* 0 = no --heads: the loader applies its default only when the checkpoint has no count */
     if (ml_model_load(&app->model, cfg->checkpoint, cfg->heads, err) != 0)
         return -1;
@@ -46,17 +75,7 @@ int ml_app_load(ml_app *app, const ml_config *cfg, ml_err *err) {
     app->max_seq = model_limit > 0 ? model_limit : ML_APP_MAX_SEQ_ROPE;
     app->batch_rows = ML_APP_BATCH_ROWS;
     if (app->max_seq > app->batch_rows) app->max_seq = app->batch_rows;
-    long cores = ml_cpus_usable(); /* affinity and cgroup quota, not the machine's count */
-    app->threads = cfg->threads > 0 ? cfg->threads : (cores > 0 ? (int)cores : 1);
     return 0;
-}
-
-/* Not being able to lower a priority costs latency under load, not correctness: warn. */
-static void lower_priority(int self) {
-    ml_err err;
-    int rc = self ? ml_priority_lower_self(ML_COMPUTE_NICE, &err)
-                  : ml_priority_lower_others(ML_COMPUTE_NICE, &err);
-    if (rc != 0) fprintf(stderr, "metalignd: warning: compute threads keep full priority: %s\n", err.msg);
 }
 
 static void *worker_init(void *arg, int id) {
@@ -86,6 +105,12 @@ static int open_human(ml_app *app, ml_err *err) {
     hc.total_timeout_ms = (long)app->cfg->human_timeout * 1000;
     if (hc.connect_timeout_ms > hc.total_timeout_ms) hc.connect_timeout_ms = hc.total_timeout_ms;
     hc.max_bytes = app->cfg->human_max_bytes;
+    hc.min_refresh_seconds = app->cfg->human_min_refresh;
+    hc.retry_min_seconds = app->cfg->human_retry_min;
+    hc.retry_max_seconds = app->cfg->human_retry_max;
+    /* a request never holds a compute worker waiting for another one's download */
+    hc.no_wait = 1;
+    hc.coalesce = app->coalesce;
     if (app->shared) { /* one download across replicas */
         hc.fetch = ml_shared_human_fetch;
         hc.fetch_ctx = app->shared;
@@ -94,23 +119,19 @@ static int open_human(ml_app *app, ml_err *err) {
     return app->human ? 0 : ml_err_prefix(err, "human data (--human-url, --cache-dir)");
 }
 
-int ml_app_start(ml_app *app, const char *const *route_names, int n_routes, ml_err *err) {
-    ml_blas_set_threads(app->threads);
-    /* Every thread so far but this one is OpenBLAS's; the HTTP threads, started later from
-     * this thread, keep its priority. */
-    lower_priority(0);
-    app->metrics = ml_metrics_new(route_names, n_routes);
-    app->jobs = ml_jobs_new(app->cfg->max_jobs, ML_JOBS_KEPT, app->cfg->job_ttl);
-    app->results = ml_lru_new(ML_RESULT_CACHE_BYTES, ML_RESULT_CACHE_ENTRIES);
+int ml_app_start(ml_app *app, ml_err *err) {
+    app->results = ml_lru_new(app->cfg->result_cache_bytes, ML_RESULT_CACHE_ENTRIES);
+    app->jobs = ml_jobs_new(app->cfg->max_jobs, ML_JOBS_KEPT, app->cfg->job_ttl, app->results);
     app->cka = ml_cka_cache_new();
-    if (!app->metrics || !app->jobs || !app->results || !app->cka)
-        return ml_errf(err, "out of memory");
+    if (!app->jobs || !app->results || !app->cka) return ml_errf(err, "out of memory");
     if (app->cfg->redis && ml_shared_open(app, err) != 0) return -1;
     if (open_human(app, err) != 0) return -1;
+    /* Async jobs leave one worker for interactive requests; with one compute thread that
+     * takes a second worker, which runs only interactive tasks. */
+    int n_workers = app->threads > 1 ? app->threads : 2;
     ml_workers_options wo = {
-        .n_workers = app->threads,
-        /* async jobs leave one worker for interactive requests */
-        .max_background = app->threads > 1 ? app->threads - 1 : 1,
+        .n_workers = n_workers,
+        .max_background = n_workers - 1,
         .queue_cap = ML_WORKER_QUEUE,
         .init = worker_init,
         .fini = worker_fini,
@@ -118,11 +139,28 @@ int ml_app_start(ml_app *app, const char *const *route_names, int n_routes, ml_e
     };
     app->workers = ml_workers_new(&wo, err);
     if (!app->workers) return -1;
+    /* the replicas' chunks, claimed once there are workers to run them */
+    if (app->shared && ml_shared_start(app->shared, app->render_curves, err) != 0) return -1;
     __atomic_store_n(&app->ready, 1, __ATOMIC_RELEASE);
     return 0;
 }
 
 int ml_app_is_ready(const ml_app *app) { return __atomic_load_n(&app->ready, __ATOMIC_ACQUIRE); }
+
+void ml_app_begin_shutdown(ml_app *app) {
+    __atomic_store_n(&app->stopping, 1, __ATOMIC_RELEASE);
+    /* Nobody waits on a job's connection: they stop now and free the workers for the
+     * requests whose clients are waiting. */
+    if (ml_app_is_ready(app)) ml_jobs_cancel_all(app->jobs);
+}
+
+void ml_app_cancel_work(ml_app *app) {
+    if (ml_app_is_ready(app)) ml_human_cancel(app->human);
+}
+
+int ml_app_is_stopping(const ml_app *app) {
+    return __atomic_load_n(&app->stopping, __ATOMIC_ACQUIRE);
+}
 
 static void free_acts(ml_item_acts *a) {
     if (a->outs)
@@ -148,6 +186,7 @@ void ml_app_free(ml_app *app) {
         free(app->item_emb[i]);
     }
     ml_once_free(&app->emb_once);
+    ml_coalesce_free(app->coalesce);
     ml_dataset_free(&app->data);
     ml_model_free(&app->model);
 }

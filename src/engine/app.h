@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "engine/cka_cache.h"
+#include "engine/coalesce.h"
 #include "engine/jobs.h"
 #include "engine/metrics.h"
 #include "engine/workers.h"
@@ -25,8 +26,7 @@ typedef enum ml_inputs { ML_INPUTS_RAW, ML_INPUTS_STANDARDIZED, ML_N_INPUTS } ml
 
 #define ML_APP_BATCH_ROWS 4096     /* rows per forward call: one workspace's size */
 #define ML_APP_MAX_SEQ_ROPE 4096   /* RoPE has no limit of its own; the workspace has */
-#define ML_RESULT_CACHE_BYTES ((size_t)256 << 20)
-#define ML_RESULT_CACHE_ENTRIES 256
+#define ML_RESULT_CACHE_ENTRIES 256 /* the byte bound is --result-cache-bytes */
 #define ML_JOBS_KEPT 256           /* finished jobs remembered */
 #define ML_WORKER_QUEUE 256        /* queued tasks per class */
 
@@ -61,13 +61,21 @@ struct ml_app {
                            * tests lower it to exercise batching) */
     time_t started_at;
     int ready;            /* atomic: model and data loaded, workers running */
+    int stopping;         /* atomic: a shutdown has begun */
 
-    ml_metrics *metrics;  /* owned */
-    ml_workers *workers;
+    ml_metrics *metrics;  /* owned; from ml_app_init */
+    ml_coalesce *coalesce; /* computations in progress, by result key; from ml_app_init */
+    ml_workers *workers;  /* the rest from ml_app_start */
     ml_jobs *jobs;
-    ml_lru *results;      /* rendered answers and computed results, by canonical request */
+    ml_lru *results;      /* rendered answers and computed results, by canonical request, and
+                           * finished jobs' results (pinned): one budget */
     struct ml_human *human; /* the human data: fetched on demand, cached on disk */
+    void *transport;      /* the HTTP server serving this app (opaque here; for /metrics) */
     struct ml_shared *shared; /* with --redis: what replicas share (engine/shared.h), else NULL */
+    /* Renders a merged learning-curves result as a single daemon answers (the scale-out's
+     * merge); set by the http layer after ml_app_init, used from ml_app_start on. */
+    struct ml_blob *(*render_curves)(struct ml_app *app, const ml_sim_request *rq,
+                                     ml_sim_result *res, ml_err *err);
 
     /* Derived once, on first use (app.c). */
     ml_once emb_once;
@@ -77,12 +85,28 @@ struct ml_app {
     ml_cka_cache *cka;
 };
 
+/* The world before anything is loaded, enough to serve /healthz, /readyz and /metrics while
+ * loading: the configuration, the compute thread count, metrics labelled by the caller's
+ * route names (NULL: none), the table of computations in progress. */
+int ml_app_init(ml_app *app, const ml_config *cfg, const char *const *route_names, int n_routes,
+                ml_err *err);
+/* The daemon's: gives OpenBLAS its thread count and its threads, being compute threads, a
+ * lower priority; call before the HTTP threads exist (they keep the caller's). */
+void ml_app_take_threads(ml_app *app);
 /* Loads model and data as the configuration says; err names the file and the problem. */
+int ml_app_load_data(ml_app *app, ml_err *err);
+/* ml_app_init without metrics, then ml_app_load_data: model and data for a tool or a test. */
 int ml_app_load(ml_app *app, const ml_config *cfg, ml_err *err);
-/* Starts metrics (labelled by the caller's route names), caches, the human store and the
- * workers, after a successful load. */
-int ml_app_start(ml_app *app, const char *const *route_names, int n_routes, ml_err *err);
+/* Starts caches, jobs, the human store and the workers after a successful load; then the
+ * app is ready. */
+int ml_app_start(ml_app *app, ml_err *err);
 int ml_app_is_ready(const ml_app *app);
+/* A shutdown begins: /readyz turns 503, new heavy work is refused, jobs are cancelled and a
+ * running download is abandoned. */
+void ml_app_begin_shutdown(ml_app *app);
+int ml_app_is_stopping(const ml_app *app);
+/* The shutdown's last step: the running download is abandoned too. */
+void ml_app_cancel_work(ml_app *app);
 void ml_app_free(ml_app *app);
 
 /* Frees a worker context the caller made (the compute workers free their own). */

@@ -40,6 +40,9 @@ int ml_compare(const ml_sim_curves *m, double model_accuracy, const ml_human_cur
      * must not average over trials the humans never saw. */
     if (n_trials > m->overall.curve.n_trials) n_trials = m->overall.curve.n_trials;
     if (n_trials > h->n_trials) n_trials = h->n_trials;
+    /* the humans' experiment ends at its last trial with an observation (a max_trial past it
+     * only adds empty trials to their side) */
+    while (n_trials > 0 && h->overall.curve.n[n_trials - 1] == 0) n_trials--;
     out->n_trials = n_trials;
     out->model_accuracy = model_accuracy;
     out->by_dim = calloc((size_t)(m->n_groups > 0 ? m->n_groups : 1), sizeof *out->by_dim);

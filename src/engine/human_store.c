@@ -10,7 +10,13 @@
  * Memory: the parsed copy is a reference-counted snapshot; a refresh swaps the pointer under
  * the lock while readers keep using the old one. One download at a time: `fetching` plus a
  * condition variable; callers without a copy wait for the running download and share its
- * result, callers with a copy are answered at once. */
+ * result (or, no_wait, are told to come back when it ends), callers with a copy are answered
+ * at once.
+ *
+ * Upstream: `failures` consecutive failed attempts put the next automatic one off until
+ * `next_attempt_at` (doubling, capped); explicit refreshes are spaced by min_refresh after
+ * the end of the last download (`fetch_end`). A cancelled download (shutdown) is not the
+ * upstream's fault and does not count. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -38,6 +45,9 @@ struct ml_human {
     pthread_cond_t fetched;
     int fetching;
     uint64_t fetch_gen;  /* bumped when a fetch ends */
+    int cancel;          /* atomic: ml_human_cancel */
+    int available;       /* 0: the cache folder is unusable (unavailable says why) */
+    char unavailable[ML_ERR_MAX];
 
     /* Under lock. */
     ml_human_snapshot *snap;
@@ -49,6 +59,9 @@ struct ml_human {
     time_t last_error_at;
     char notice[ML_ERR_MAX];
     ml_human_stats stats;
+    int failures;        /* consecutive failed attempts */
+    time_t next_attempt_at; /* no automatic attempt before (0: none pending) */
+    double fetch_end;    /* Unix time the last download ended, 0 before the first */
 };
 
 /* The result of one fetch, computed without the lock and applied with it. */
@@ -73,7 +86,8 @@ const char *ml_human_outcome_name(ml_human_outcome o) {
 void ml_human_config_defaults(ml_human_config *c) {
     memset(c, 0, sizeof *c);
     c->max_age_seconds = 86400;
-    c->retry_seconds = 60;
+    c->retry_min_seconds = 60;
+    c->retry_max_seconds = 3600;
     c->connect_timeout_ms = 10000;
     c->total_timeout_ms = 60000;
     c->max_bytes = (size_t)64 << 20;
@@ -155,7 +169,7 @@ static void load_cached(ml_human *h) {
     }
     ml_human_data data;
     ml_fetch_code code;
-    int rc = ml_human_csv_parse(buf, m.bytes, h->disk.csv_path, &data, &code, &e);
+    int rc = ml_human_csv_parse_quiet(buf, m.bytes, h->disk.csv_path, &data, &code, &e);
     free(buf);
     if (rc != 0) {
         set_aside(h, e.msg);
@@ -196,6 +210,7 @@ static void do_fetch(ml_human *h, const meta *cur, fetch_outcome *o) {
         .max_bytes = h->cfg.max_bytes,
         .etag = cur ? cur->etag : NULL,
         .last_modified = cur ? cur->last_modified : NULL,
+        .cancel = &h->cancel,
     };
     ml_fetch_result res;
     time_t now = time(NULL);
@@ -235,13 +250,10 @@ static void do_fetch(ml_human *h, const meta *cur, fetch_outcome *o) {
         goto fail;
     }
     ml_fetch_code code;
-    if (ml_human_csv_parse(buf, res.bytes, h->url, &data, &code, &o->err) != 0) {
+    /* The message names what was wrong, never the bytes upstream sent (not even its
+     * Content-Type): it is shown to anonymous clients. */
+    if (ml_human_csv_parse_quiet(buf, res.bytes, h->url, &data, &code, &o->err) != 0) {
         o->code = code;
-        if (res.content_type[0]) {
-            char msg[ML_ERR_MAX];
-            memcpy(msg, o->err.msg, sizeof msg);
-            ml_errf(&o->err, "%s; the server said Content-Type: %s", msg, res.content_type);
-        }
         goto fail;
     }
     free(buf);
@@ -278,9 +290,25 @@ fail:
     o->outcome = ML_HUMAN_FAILED;
 }
 
+static double unix_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* The wait after the n-th consecutive failure: retry_min doubled n-1 times, at most
+ * retry_max. */
+static long backoff_seconds(const ml_human *h, int n) {
+    long d = h->cfg.retry_min_seconds, cap = h->cfg.retry_max_seconds;
+    if (d <= 0) return 0;
+    for (int i = 1; i < n && d < cap; i++) d *= 2;
+    return d < cap ? d : cap;
+}
+
 /* Applies a fetch's result to the store (lock held). */
 static void apply(ml_human *h, fetch_outcome *o) {
     time_t now = time(NULL);
+    h->fetch_end = unix_now();
     h->stats.attempts++;
     h->last_outcome = o->outcome;
     if (o->notice[0]) snprintf(h->notice, sizeof h->notice, "%s", o->notice);
@@ -298,8 +326,14 @@ static void apply(ml_human *h, fetch_outcome *o) {
         snprintf(h->last_error, sizeof h->last_error, "%s", o->err.msg);
         h->last_error_at = now;
         h->stale = h->snap != NULL;
+        if (o->code != ML_FETCH_E_CANCELLED) {
+            h->failures++;
+            h->next_attempt_at = now + backoff_seconds(h, h->failures);
+        }
         return;
     }
+    h->failures = 0;
+    h->next_attempt_at = 0;
     h->cur = o->next;
     h->stale = 0;
     h->code = ML_FETCH_OK;
@@ -324,11 +358,23 @@ static void fill_status(const ml_human *h, ml_human_status *st) {
     memcpy(st->last_error, h->last_error, sizeof st->last_error);
     st->last_error_at = h->last_error_at;
     memcpy(st->notice, h->notice, sizeof st->notice);
+    st->available = h->available;
+    memcpy(st->unavailable, h->unavailable, sizeof st->unavailable);
+    st->fetching = h->fetching;
+    time_t now = time(NULL);
+    st->retry_after = h->next_attempt_at > now ? (long)(h->next_attempt_at - now) : 0;
+    time_t refresh_at = h->fetch_end > 0 && h->cfg.min_refresh_seconds > 0
+                            ? (time_t)h->fetch_end + h->cfg.min_refresh_seconds + 1
+                            : 0;
+    st->next_refresh_at = refresh_at > now ? refresh_at : 0;
 }
 
-/* Runs a fetch as the one fetching thread (lock held on entry and exit). */
+/* Runs a fetch as the one fetching thread (lock held on entry and exit). The download is
+ * registered in cfg.coalesce for as long as `fetching` is set, and ended before it is
+ * cleared, so a waiter called back can never find the next download unregistered. */
 static void run_fetch(ml_human *h) {
     h->fetching = 1;
+    if (h->cfg.coalesce) ml_coalesce_begin(h->cfg.coalesce, ML_HUMAN_FETCH_KEY);
     meta cur = h->cur;
     int have = h->snap != NULL;
     pthread_mutex_unlock(&h->lock);
@@ -336,6 +382,8 @@ static void run_fetch(ml_human *h) {
     do_fetch(h, have ? &cur : NULL, &o);
     pthread_mutex_lock(&h->lock);
     apply(h, &o);
+    /* The waiters' callbacks only re-queue their requests; none takes this lock. */
+    if (h->cfg.coalesce) ml_coalesce_end(h->cfg.coalesce, ML_HUMAN_FETCH_KEY);
     h->fetching = 0;
     h->fetch_gen++;
     pthread_cond_broadcast(&h->fetched);
@@ -361,18 +409,37 @@ static int fetch_status(const ml_human *h, ml_human_status *st, ml_err *err) {
 static int needs_revalidation(const ml_human *h, time_t now) {
     long max_age = h->cfg.max_age_seconds;
     if (max_age < 0 || now - h->cur.validated_at < max_age) return 0;
-    long backoff = h->cfg.retry_seconds < max_age ? h->cfg.retry_seconds : max_age;
-    return !(h->stale && now - h->last_error_at < backoff);
+    /* backing off after a failed attempt, but never longer than max_age */
+    return !(h->stale && now < h->next_attempt_at && now - h->last_error_at < max_age);
 }
 
-int ml_human_get(ml_human *h, ml_human_snapshot **snap, ml_human_status *st, ml_err *err) {
+/* The answer without a usable cache folder (lock held). */
+static int unavailable(const ml_human *h, ml_human_status *st, ml_err *err) {
+    fill_status(h, st);
+    st->code = ML_FETCH_E_CACHE_IO;
+    ml_errf(err, "%s", h->unavailable);
+    return -1;
+}
+
+static int get(ml_human *h, ml_human_snapshot **snap, ml_human_status *st, ml_err *err,
+               int no_wait) {
     *snap = NULL;
     pthread_mutex_lock(&h->lock);
     int rc;
-    if (h->snap && (h->fetching || !needs_revalidation(h, time(NULL)))) {
+    time_t now = time(NULL);
+    if (!h->available) {
+        rc = unavailable(h, st, err);
+    } else if (h->snap && (h->fetching || !needs_revalidation(h, now))) {
         h->stats.cache_hits++;
         fill_status(h, st);
         rc = 0;
+    } else if (!h->snap && h->fetching && no_wait) {
+        fill_status(h, st);
+        rc = ML_HUMAN_BUSY;
+    } else if (!h->snap && !h->fetching && now < h->next_attempt_at) {
+        /* backing off: the last error stands until the next attempt is allowed */
+        fetch_status(h, st, err);
+        rc = -1;
     } else {
         if (h->fetching)
             wait_fetch(h);
@@ -391,16 +458,48 @@ int ml_human_get(ml_human *h, ml_human_snapshot **snap, ml_human_status *st, ml_
     return rc;
 }
 
-int ml_human_refresh(ml_human *h, ml_human_status *st, ml_err *err) {
+int ml_human_get(ml_human *h, ml_human_snapshot **snap, ml_human_status *st, ml_err *err) {
+    return get(h, snap, st, err, h->cfg.no_wait);
+}
+
+int ml_human_get_waiting(ml_human *h, ml_human_snapshot **snap, ml_human_status *st,
+                         ml_err *err) {
+    return get(h, snap, st, err, 0);
+}
+
+int ml_human_refresh_since(ml_human *h, double since, ml_human_status *st, ml_err *err) {
     pthread_mutex_lock(&h->lock);
-    if (h->fetching)
+    int rc;
+    double now = unix_now();
+    if (!h->available) {
+        rc = unavailable(h, st, err);
+    } else if (h->fetching && h->cfg.no_wait) {
+        fill_status(h, st);
+        rc = ML_HUMAN_BUSY;
+    } else if (h->fetching) {
         wait_fetch(h);
-    else
+        rc = fetch_status(h, st, err);
+        st->shared = 1;
+    } else if (since > 0 && h->fetch_end >= since) {
+        rc = fetch_status(h, st, err); /* the download this request waited for */
+        st->shared = 1;
+    } else if (since > 0 && h->fetch_end > 0 && h->cfg.min_refresh_seconds > 0 &&
+               now < h->fetch_end + (double)h->cfg.min_refresh_seconds) {
+        fill_status(h, st);
+        rc = ML_HUMAN_RATE_LIMITED;
+    } else {
         run_fetch(h);
-    int rc = fetch_status(h, st, err);
+        rc = fetch_status(h, st, err);
+    }
     pthread_mutex_unlock(&h->lock);
     return rc;
 }
+
+int ml_human_refresh(ml_human *h, ml_human_status *st, ml_err *err) {
+    return ml_human_refresh_since(h, 0, st, err);
+}
+
+void ml_human_cancel(ml_human *h) { __atomic_store_n(&h->cancel, 1, __ATOMIC_RELAXED); }
 
 void ml_human_status_get(ml_human *h, ml_human_status *st) {
     pthread_mutex_lock(&h->lock);
@@ -430,6 +529,9 @@ static void human_free(ml_human *h) {
 ml_human *ml_human_open(const ml_human_config *cfg, ml_err *err) {
     if (!cfg->url || !cfg->url[0])
         return ml_errp(err, "human data: no URL configured (--human-url)");
+    if (!ml_fetch_url_allowed(cfg->url))
+        return ml_errp(err, "human data: --human-url %s is not an http:// or https:// URL "
+                            "(no other scheme is fetched)", cfg->url);
     if (!cfg->cache_dir || !cfg->cache_dir[0])
         return ml_errp(err, "human data: no cache folder configured (--cache-dir)");
     if (cfg->max_bytes == 0 || cfg->connect_timeout_ms <= 0 || cfg->total_timeout_ms <= 0)
@@ -443,10 +545,17 @@ ml_human *ml_human_open(const ml_human_config *cfg, ml_err *err) {
         human_free(h);
         return ml_errp(err, "human data: out of memory");
     }
-    if (ml_human_disk_init(&h->disk, cfg->cache_dir, err) != 0 ||
-        ml_human_disk_make_dirs(&h->disk, err) != 0) {
+    if (ml_human_disk_init(&h->disk, cfg->cache_dir, err) != 0) {
         human_free(h);
         return NULL;
+    }
+    ml_err dir_err;
+    h->available = ml_human_disk_make_dirs(&h->disk, &dir_err) == 0;
+    if (!h->available) {
+        ml_err why;
+        ml_errf(&why, "the human data is unavailable: %s; fix --cache-dir and restart",
+                dir_err.msg);
+        memcpy(h->unavailable, why.msg, sizeof h->unavailable);
     }
     h->cfg.url = h->url;
     h->cfg.cache_dir = h->disk.dir;
@@ -457,8 +566,10 @@ ml_human *ml_human_open(const ml_human_config *cfg, ml_err *err) {
     }
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->fetched, NULL);
-    ml_human_disk_remove_leftovers(&h->disk);
-    load_cached(h);
+    if (h->available) {
+        ml_human_disk_remove_leftovers(&h->disk);
+        load_cached(h);
+    }
     return h;
 }
 
@@ -469,57 +580,4 @@ void ml_human_free(ml_human *h) {
     pthread_cond_destroy(&h->fetched);
     curl_global_cleanup();
     human_free(h);
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* Metrics                                                                                  */
-
-void ml_human_render_metrics(ml_human *h, ml_buf *out) {
-    ml_human_stats s;
-    ml_human_status st;
-    pthread_mutex_lock(&h->lock);
-    s = h->stats;
-    fill_status(h, &st);
-    pthread_mutex_unlock(&h->lock);
-    ml_buf_puts(out, "# HELP metalignd_human_fetches_total Requests for the human CSV by "
-                     "result.\n# TYPE metalignd_human_fetches_total counter\n");
-    ml_buf_printf(out, "metalignd_human_fetches_total{result=\"downloaded\"} %llu\n",
-                  (unsigned long long)s.downloaded);
-    ml_buf_printf(out, "metalignd_human_fetches_total{result=\"not_modified\"} %llu\n",
-                  (unsigned long long)s.not_modified);
-    ml_buf_printf(out, "metalignd_human_fetches_total{result=\"unchanged\"} %llu\n",
-                  (unsigned long long)s.unchanged);
-    for (int c = 1; c < ML_FETCH_N_CODES; c++)
-        ml_buf_printf(out, "metalignd_human_fetches_total{result=\"%s\"} %llu\n",
-                      ml_fetch_code_name((ml_fetch_code)c), (unsigned long long)s.failures[c]);
-    ml_buf_printf(out,
-                  "# HELP metalignd_human_cache_hits_total Human-data requests answered from "
-                  "memory.\n# TYPE metalignd_human_cache_hits_total counter\n"
-                  "metalignd_human_cache_hits_total %llu\n"
-                  "# HELP metalignd_human_fetch_waits_total Requests that waited for a running "
-                  "download.\n# TYPE metalignd_human_fetch_waits_total counter\n"
-                  "metalignd_human_fetch_waits_total %llu\n"
-                  "# HELP metalignd_human_disk_loads_total Cached copies loaded at start-up.\n"
-                  "# TYPE metalignd_human_disk_loads_total counter\n"
-                  "metalignd_human_disk_loads_total %llu\n"
-                  "# HELP metalignd_human_set_aside_total Corrupt cached copies set aside.\n"
-                  "# TYPE metalignd_human_set_aside_total counter\n"
-                  "metalignd_human_set_aside_total %llu\n",
-                  (unsigned long long)s.cache_hits, (unsigned long long)s.waits,
-                  (unsigned long long)s.disk_loads, (unsigned long long)s.set_aside);
-    ml_buf_printf(out,
-                  "# HELP metalignd_human_cached 1 when a verified copy is in memory.\n"
-                  "# TYPE metalignd_human_cached gauge\nmetalignd_human_cached %d\n"
-                  "# HELP metalignd_human_stale 1 when the copy could not be revalidated.\n"
-                  "# TYPE metalignd_human_stale gauge\nmetalignd_human_stale %d\n"
-                  "# HELP metalignd_human_bytes Size of the cached copy.\n"
-                  "# TYPE metalignd_human_bytes gauge\nmetalignd_human_bytes %zu\n",
-                  st.cached, st.stale, st.bytes);
-    if (st.cached)
-        ml_buf_printf(out,
-                      "# HELP metalignd_human_fetched_timestamp_seconds When the copy was "
-                      "downloaded (Unix time).\n"
-                      "# TYPE metalignd_human_fetched_timestamp_seconds gauge\n"
-                      "metalignd_human_fetched_timestamp_seconds %lld\n",
-                      (long long)st.fetched_at);
 }

@@ -119,6 +119,8 @@ static void *keeper_main(void *arg) {
 }
 
 int ml_shared_start(ml_shared *sh, ml_shared_render_fn render, ml_err *err) {
+    if (!render) return ml_errf(err, "--redis: no renderer for merged answers (a program that "
+                                     "serves no HTTP cannot take shared jobs)");
     sh->render = render;
     if (ml_chunks_start(sh, err) != 0) return -1;
     if (pthread_create(&sh->keeper, NULL, keeper_main, sh) != 0)

@@ -10,7 +10,18 @@ static int is_get(const ml_request *req) {
 static void set_etag(ml_response *resp) {
     if (!resp->etag[0]) {
         char hex[ML_SHA256_HEX_LEN];
-        if (resp->blob) {
+        if (resp->blob && (resp->body_len || resp->suffix_len)) {
+            /* a blob between bytes of its own (a job's state around its result): the hash
+             * of the parts, the blob by its own hash (taken once, when it was made) */
+            ml_sha256 h;
+            unsigned char digest[ML_SHA256_LEN];
+            ml_sha256_init(&h);
+            ml_sha256_update(&h, resp->body ? resp->body : "", resp->body_len);
+            ml_sha256_update(&h, resp->blob->sha256, strlen(resp->blob->sha256));
+            ml_sha256_update(&h, resp->suffix ? resp->suffix : "", resp->suffix_len);
+            ml_sha256_final(&h, digest);
+            ml_sha256_to_hex(digest, hex);
+        } else if (resp->blob) {
             memcpy(hex, resp->blob->sha256, sizeof hex);
         } else {
             size_t len = 0;

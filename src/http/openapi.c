@@ -9,6 +9,7 @@
 #include "http/request.h"
 #include "metalign/curve.h"
 #include "metalign/human_curves.h"
+#include "metalign/replay.h"
 #include "metalign/simulate.h"
 #include "util/json_writer.h"
 
@@ -35,6 +36,10 @@ static const constant constants[] = {
     {"ML_ITEMS_DEFAULT_LIMIT", ML_ITEMS_DEFAULT_LIMIT},
     {"ML_MAX_DIMS_LIST", ML_MAX_DIMS_LIST},
     {"ML_CI_LEVEL", (long long)ML_CI_LEVEL},
+    {"ML_REPLAY_MAX_N_BOOT", ML_REPLAY_MAX_N_BOOT},
+    {"ML_REPLAY_DEFAULT_N_BOOT", ML_REPLAY_DEFAULT_N_BOOT},
+    {"ML_REPLAY_MAX_SPLITS", ML_REPLAY_MAX_SPLITS},
+    {"ML_REPLAY_DEFAULT_SPLITS", ML_REPLAY_DEFAULT_SPLITS},
 };
 
 /* The value of placeholder name (without "${" and "}"), a new reference, or NULL. */

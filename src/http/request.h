@@ -32,6 +32,8 @@ typedef struct ml_request {
     const char *accept;     /* the Accept header, or NULL */
     const char *if_none_match; /* the If-None-Match header, or NULL */
     const char *origin;     /* the Origin header, or NULL */
+    double received_at;     /* Unix time its request line arrived */
+    void *glue;             /* the transport's own (http/http.h ml_request_*) */
 } ml_request;
 
 /* The value of a query argument, or NULL. */

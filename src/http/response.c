@@ -9,25 +9,35 @@
 
 void ml_response_reset(ml_response *r) {
     free(r->body);
+    free(r->suffix);
     ml_blob_unref(r->blob);
     memset(r, 0, sizeof *r);
 }
 
 static void clear_body(ml_response *r) {
     free(r->body);
+    free(r->suffix);
     ml_blob_unref(r->blob);
-    r->body = NULL;
+    r->body = r->suffix = NULL;
     r->blob = NULL;
-    r->body_len = 0;
+    r->body_len = r->suffix_len = 0;
 }
 
 const char *ml_response_data(const ml_response *r, size_t *len) {
+    if (r->blob && (r->body_len || r->suffix_len)) {
+        *len = 0;
+        return NULL;
+    }
     if (r->blob) {
         *len = r->blob->len;
         return r->blob->data;
     }
     *len = r->body_len;
     return r->body ? r->body : "";
+}
+
+size_t ml_response_len(const ml_response *r) {
+    return r->body_len + (r->blob ? r->blob->len : 0) + r->suffix_len;
 }
 
 void ml_respond_raw(ml_response *r, int status, const char *content_type, char *body, size_t len) {
@@ -54,6 +64,22 @@ void ml_respond_blob(ml_response *r, int status, const char *content_type, ml_bl
     clear_body(r);
     r->status = status;
     r->content_type = content_type;
+    r->blob = ml_blob_ref(b);
+}
+
+void ml_respond_wrapped(ml_response *r, int status, const char *content_type, ml_buf *prefix,
+                        ml_blob *b, ml_buf *suffix) {
+    if (prefix->oom || suffix->oom) {
+        ml_buf_free(prefix);
+        ml_buf_free(suffix);
+        ml_respond_error(r, 500, "internal", "out of memory building the answer");
+        return;
+    }
+    clear_body(r);
+    r->status = status;
+    r->content_type = content_type;
+    r->body = ml_buf_take(prefix, &r->body_len);
+    r->suffix = ml_buf_take(suffix, &r->suffix_len);
     r->blob = ml_blob_ref(b);
 }
 

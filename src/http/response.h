@@ -1,6 +1,8 @@
-/* An answer being built: status, headers and a body that is either bytes the response owns or
- * a reference to a shared blob (a cached answer), which libmicrohttpd sends without a copy and
- * releases once the client has read it. Every error is {"error": {"code", "message"}}. */
+/* An answer being built: status, headers and a body that is either bytes the response owns, a
+ * reference to a shared blob (a cached answer), which libmicrohttpd sends without a copy and
+ * releases once the client has read it, or a shared blob between owned bytes (a job's state
+ * around its cached result). Every error is {"error": {"code", "message"}}; every 503
+ * carries Retry-After. */
 #ifndef METALIGN_HTTP_RESPONSE_H
 #define METALIGN_HTTP_RESPONSE_H
 
@@ -30,9 +32,11 @@ typedef struct ml_header {
 
 typedef struct ml_response {
     int status;               /* 0: not answered yet */
-    char *body;               /* owned bytes, or NULL */
+    char *body;               /* owned bytes (before the blob when there is one), or NULL */
     size_t body_len;
-    ml_blob *blob;            /* or a shared body (one reference) */
+    ml_blob *blob;            /* a shared body (one reference), or NULL */
+    char *suffix;             /* owned bytes after the blob, or NULL */
+    size_t suffix_len;
     const char *content_type; /* static string */
     char allow[64];           /* Allow header (405) */
     char location[128];       /* Location header (202) */
@@ -44,7 +48,7 @@ typedef struct ml_response {
 } ml_response;
 
 void ml_response_reset(ml_response *r);
-/* The body's bytes, wherever they are. */
+/* The body's bytes when they are in one piece (not a wrapped blob), else NULL. */
 const char *ml_response_data(const ml_response *r, size_t *len);
 
 /* Takes ownership of body (malloc'd). */
@@ -53,6 +57,12 @@ void ml_respond_raw(ml_response *r, int status, const char *content_type, char *
 void ml_respond_buf(ml_response *r, int status, const char *content_type, ml_buf *out);
 /* A new reference to b as the body. */
 void ml_respond_blob(ml_response *r, int status, const char *content_type, ml_blob *b);
+/* prefix, then b (a new reference), then suffix: the prefix and suffix buffers are taken
+ * (their ml_buf reset); 500 when either ran out of memory. */
+void ml_respond_wrapped(ml_response *r, int status, const char *content_type, ml_buf *prefix,
+                        ml_blob *b, ml_buf *suffix);
+/* The body's length, however it is held. */
+size_t ml_response_len(const ml_response *r);
 /* doc (the reference is stolen) written by the one JSON writer (util/json_writer.h). */
 void ml_respond_json(ml_response *r, int status, json_t *doc);
 /* What a writer produced into out; a value JSON cannot hold becomes a 500 that says so. */

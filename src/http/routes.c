@@ -25,9 +25,19 @@ const ml_route ml_routes[] = {
     {"DELETE", "/v1/jobs/", "jobs_delete", ml_h_job_delete, NULL},
     {"GET", "/v1/human/learning-curves", "human_learning_curves", NULL, ml_h_human_curves},
     {"POST", "/v1/human/refresh", "human_refresh", NULL, ml_h_human_refresh},
+    {"GET", "/v1/human/replay", "human_replay", ml_h_replay_fast, ml_h_replay},
     {"GET", "/v1/compare/learning-curves", "compare_learning_curves", NULL, ml_h_compare},
 };
 const int ml_n_routes = (int)(sizeof ml_routes / sizeof ml_routes[0]);
+
+/* What a load balancer or an operator asks while the model loads. */
+static const char *const anytime_routes[] = {"root", "healthz", "readyz", "metrics", NULL};
+
+int ml_route_anytime(int route) {
+    for (const char *const *n = anytime_routes; *n; n++)
+        if (strcmp(ml_routes[route].name, *n) == 0) return 1;
+    return 0;
+}
 
 /* path without its trailing slash ("/v1/info/" is "/v1/info"; "/" stays "/") in len. */
 static size_t trimmed_len(const char *path) {

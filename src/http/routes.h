@@ -23,6 +23,10 @@ typedef struct ml_route {
 extern const ml_route ml_routes[];
 extern const int ml_n_routes;
 
+/* 1 for a route that answers while the model and data load (health, metrics: they are
+ * listed by name in routes.c); every other one answers 503 + Retry-After until then. */
+int ml_route_anytime(int route);
+
 /* Fills out for method + path (ml_http_hooks.route). A trailing slash is forgiven on every
  * route ("/v1/info/", "/v1/jobs/<id>/"). */
 void ml_route_match(const char *method, const char *path, ml_dispatch *out);

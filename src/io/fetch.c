@@ -1,7 +1,9 @@
-/* One bounded download with libcurl: redirects followed (http/https only), HTTPS verified,
+/* One bounded download with libcurl: http and https only (redirects too), HTTPS verified,
  * connect and total timeouts, a size cap enforced both on the announced length and on the
- * bytes actually received, and an optional conditional GET. Each curl failure is mapped to an
- * ml_fetch_code so the API can say what went wrong. */
+ * bytes actually received, an optional conditional GET, and a cancel flag polled while the
+ * transfer runs (a stalled upstream cannot outlive a shutdown). Each curl failure is mapped
+ * to an ml_fetch_code so the API can say what went wrong; no message carries bytes the
+ * upstream sent (a status line, a header, a body), only what we asked and what happened. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <stddef.h>
@@ -81,9 +83,19 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg) {
     return n;
 }
 
+/* libcurl calls this about once a second while idle and on every chunk: a non-zero return
+ * aborts the transfer with CURLE_ABORTED_BY_CALLBACK. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow) {
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    const int *cancel = arg;
+    return cancel && __atomic_load_n(cancel, __ATOMIC_RELAXED);
+}
+
 static ml_fetch_code classify(CURLcode rc, const sink *s) {
     switch (rc) {
     case CURLE_OK: return ML_FETCH_OK;
+    case CURLE_ABORTED_BY_CALLBACK: return ML_FETCH_E_CANCELLED;
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT: return ML_FETCH_E_BAD_URL;
     case CURLE_COULDNT_RESOLVE_HOST:
@@ -121,6 +133,9 @@ static int explain(const ml_fetch_request *rq, const ml_fetch_result *res, const
     case ML_FETCH_E_BAD_URL:
         return ml_errf(err, "%s: not a usable URL (%s); give an http:// or https:// URL "
                             "(--human-url)", url, curl_msg);
+    case ML_FETCH_E_CANCELLED:
+        return ml_errf(err, "%s: the download was cancelled (the daemon is shutting down)",
+                       url);
     case ML_FETCH_E_DNS:
         return ml_errf(err, "%s: the host name does not resolve (DNS: %s); check the URL and "
                             "the network", url, curl_msg);
@@ -134,9 +149,10 @@ static int explain(const ml_fetch_request *rq, const ml_fetch_result *res, const
         return ml_errf(err, "%s: TLS failed (%s); the certificate could not be verified or the "
                             "handshake failed", url, curl_msg);
     case ML_FETCH_E_STATUS:
+        /* not the redirect target: the upstream chose it */
         if (strcmp(res->effective_url, url) != 0 && res->effective_url[0])
-            return ml_errf(err, "%s: the server answered HTTP %ld (after redirects, at %s)", url,
-                           res->http_status, res->effective_url);
+            return ml_errf(err, "%s: the server answered HTTP %ld (after redirects)", url,
+                           res->http_status);
         return ml_errf(err, "%s: the server answered HTTP %ld", url, res->http_status);
     case ML_FETCH_E_REDIRECTS:
         return ml_errf(err, "%s: too many redirects (%s)", url, curl_msg);
@@ -187,7 +203,7 @@ static int setup(CURL *c, const ml_fetch_request *rq, sink *s, struct curl_slist
     bad |= curl_easy_setopt(c, CURLOPT_URL, rq->url) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
-    bad |= curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https,file") != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L) != CURLE_OK;
@@ -205,6 +221,9 @@ static int setup(CURL *c, const ml_fetch_request *rq, sink *s, struct curl_slist
     bad |= curl_easy_setopt(c, CURLOPT_WRITEDATA, s) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_HEADERDATA, s) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)rq->cancel) != CURLE_OK;
     if (*hdrs) bad |= curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdrs) != CURLE_OK;
     if (*resolve) bad |= curl_easy_setopt(c, CURLOPT_RESOLVE, *resolve) != CURLE_OK;
     if (rq->resolve_only)
@@ -239,10 +258,9 @@ int ml_fetch_to_fd(const ml_fetch_request *rq, int fd, ml_fetch_result *res, ml_
     res->bytes = s.bytes;
     res->code = classify(rc, &s);
     if (res->code == ML_FETCH_OK) {
-        int is_file = strncasecmp(rq->url, "file:", 5) == 0;
         if (res->http_status == 304) {
             res->not_modified = 1;
-        } else if (!(res->http_status == 200 || (is_file && res->http_status == 0))) {
+        } else if (res->http_status != 200) {
             /* 1xx-3xx other than 304 and 2xx other than 200 (e.g. 204, 206, a 302 without a
              * Location): not the file. */
             res->code = ML_FETCH_E_STATUS;
@@ -256,6 +274,10 @@ int ml_fetch_to_fd(const ml_fetch_request *rq, int fd, ml_fetch_result *res, ml_
         ml_sha256_to_hex(digest, res->sha256);
     }
     return 0;
+}
+
+int ml_fetch_url_allowed(const char *url) {
+    return url && (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0);
 }
 
 const char *ml_fetch_code_name(ml_fetch_code c) {
@@ -275,6 +297,7 @@ const char *ml_fetch_code_name(ml_fetch_code c) {
         [ML_FETCH_E_NETWORK] = "upstream_error",
         [ML_FETCH_E_CACHE_IO] = "cache_io",
         [ML_FETCH_E_INTERNAL] = "internal",
+        [ML_FETCH_E_CANCELLED] = "cancelled",
     };
     return (unsigned)c < ML_FETCH_N_CODES ? names[c] : "internal";
 }

@@ -60,8 +60,15 @@ static void warn_narrow_core(const char *set) {
         }
 }
 
+/* --help and --version print and exit: no reason to start the process twice. */
+static int prints_only(char **argv) {
+    for (char **a = argv + 1; *a; a++)
+        if (!strcmp(*a, "--help") || !strcmp(*a, "--version")) return 1;
+    return 0;
+}
+
 void ml_blas_select_core(char **argv) {
-    if (getenv("METALIGN_KEEP_BLAS_CORE")) return;
+    if (getenv("METALIGN_KEEP_BLAS_CORE") || prints_only(argv)) return;
     if (getenv("OPENBLAS_CORETYPE")) warn_narrow_core(getenv("OPENBLAS_CORETYPE"));
     const char *want = getenv("OPENBLAS_CORETYPE") ? NULL : ml_blas_wanted_core();
     /* Idle OpenBLAS workers spin on sched_yield for 2^28 cycles by default, stealing the
@@ -71,6 +78,12 @@ void ml_blas_select_core(char **argv) {
     if (!want && !timeout) return;
     if (want && setenv("OPENBLAS_CORETYPE", want, 1) != 0) return;
     if (timeout && setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1) != 0) return;
+    /* Said once, before the second start (which finds both set and does not come here). */
+    const char *name = strrchr(argv[0], '/');
+    fprintf(stderr, "%s: restarting itself with%s%s%s so that OpenBLAS loads with them (set "
+                    "METALIGN_KEEP_BLAS_CORE=1 to skip this)\n",
+            name ? name + 1 : argv[0], want ? " OPENBLAS_CORETYPE=" : "", want ? want : "",
+            timeout ? " OPENBLAS_THREAD_TIMEOUT=4" : "");
     /* exec the resolved path, not /proc/self/exe itself, so the process keeps its name
      * ("metalignd", not "exe") for ps, pkill and top */
     char self[4096];

@@ -9,6 +9,7 @@
 typedef struct lru_entry {
     char *key;
     ml_ref *obj;
+    int pins;                      /* > 0: held for a job, never evicted */
     struct lru_entry *prev, *next; /* head = most recent */
 } lru_entry;
 
@@ -17,6 +18,7 @@ struct ml_lru {
     lru_entry *head, *tail;
     int entries, max_entries;
     size_t bytes, max_bytes;
+    size_t pinned_bytes;           /* of the pinned entries (within bytes) */
 };
 
 ml_lru *ml_lru_new(size_t max_bytes, int max_entries) {
@@ -45,6 +47,14 @@ static void drop_entry(ml_lru *c, lru_entry *e) {
     unlink_entry(c, e);
     c->entries--;
     c->bytes -= e->obj->bytes;
+    if (e->pins) c->pinned_bytes -= e->obj->bytes;
+    ml_unref(e->obj);
+    free(e->key);
+    free(e);
+}
+
+/* Frees an entry that is in no list. */
+static void drop_entry_unlinked(lru_entry *e) {
     ml_unref(e->obj);
     free(e->key);
     free(e);
@@ -83,27 +93,114 @@ ml_blob *ml_lru_get_blob(ml_lru *c, const char *key) {
     return b;
 }
 
-void ml_lru_put(ml_lru *c, const char *key, ml_ref *obj) {
-    if (!obj || obj->bytes > c->max_bytes) return;
+/* Evicts unpinned entries, least recent first, until the bounds hold or only pinned ones
+ * are left. Lock held. */
+static void evict(ml_lru *c) {
+    lru_entry *e = c->tail;
+    while (e && (c->entries > c->max_entries || c->bytes > c->max_bytes)) {
+        lru_entry *prev = e->prev;
+        if (!e->pins) drop_entry(c, e);
+        e = prev;
+    }
+}
+
+static lru_entry *new_entry(const char *key, ml_ref *obj) {
     lru_entry *fresh = calloc(1, sizeof *fresh);
     char *k = strdup(key);
     if (!fresh || !k) {
         free(fresh);
         free(k);
-        return;
+        return NULL;
     }
     fresh->key = k;
     fresh->obj = ml_ref_inc(obj);
+    return fresh;
+}
+
+/* Lock held: room for bytes more without evicting a pinned entry? */
+static int fits(const ml_lru *c, size_t bytes) {
+    return bytes <= c->max_bytes && c->pinned_bytes <= c->max_bytes - bytes;
+}
+
+void ml_lru_put(ml_lru *c, const char *key, ml_ref *obj) {
+    if (!obj || obj->bytes > c->max_bytes) return;
+    lru_entry *fresh = new_entry(key, obj);
+    if (!fresh) return;
     pthread_mutex_lock(&c->lock);
     lru_entry *old = find(c, key);
+    if ((old && old->pins) || !fits(c, obj->bytes)) {
+        /* a pinned answer under the same key is the same answer (keys are canonical) */
+        pthread_mutex_unlock(&c->lock);
+        drop_entry_unlinked(fresh);
+        return;
+    }
     if (old) drop_entry(c, old);
     push_front(c, fresh);
     c->entries++;
     c->bytes += obj->bytes;
-    while (c->tail && (c->entries > c->max_entries || c->bytes > c->max_bytes))
-        drop_entry(c, c->tail);
+    evict(c);
     pthread_mutex_unlock(&c->lock);
 }
+
+static lru_entry *find_obj(ml_lru *c, const ml_ref *obj) {
+    for (lru_entry *e = c->head; e; e = e->next)
+        if (e->obj == obj) return e;
+    return NULL;
+}
+
+int ml_lru_pin(ml_lru *c, const char *key, ml_ref *obj) {
+    if (!obj) return -1;
+    lru_entry *fresh = new_entry(key, obj);
+    if (!fresh) return -1;
+    pthread_mutex_lock(&c->lock);
+    /* the object may be cached already, under the key of the request that made it: pin that
+     * entry, so its bytes count once */
+    lru_entry *e = find_obj(c, obj);
+    int rc = 0;
+    if (e) {
+        if (!e->pins && !fits(c, e->obj->bytes)) {
+            rc = -1;
+        } else {
+            if (!e->pins) c->pinned_bytes += e->obj->bytes;
+            e->pins++;
+        }
+    } else if (find(c, key) || !fits(c, obj->bytes)) {
+        rc = -1; /* key is the caller's own: taken means a bug, not a reason to evict */
+    } else {
+        fresh->pins = 1;
+        push_front(c, fresh);
+        fresh = NULL;
+        c->entries++;
+        c->bytes += obj->bytes;
+        c->pinned_bytes += obj->bytes;
+    }
+    if (rc == 0) evict(c);
+    pthread_mutex_unlock(&c->lock);
+    if (fresh) drop_entry_unlinked(fresh);
+    return rc;
+}
+
+void ml_lru_unpin(ml_lru *c, const ml_ref *obj, int drop) {
+    pthread_mutex_lock(&c->lock);
+    lru_entry *e = find_obj(c, obj);
+    if (e && e->pins && --e->pins == 0) {
+        c->pinned_bytes -= e->obj->bytes;
+        if (drop)
+            drop_entry(c, e);
+        else
+            evict(c);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+size_t ml_lru_pinned_bytes(ml_lru *c) {
+    pthread_mutex_lock(&c->lock);
+    size_t n = c->pinned_bytes;
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+size_t ml_lru_max_bytes(const ml_lru *c) { return c->max_bytes; }
 
 void ml_lru_put_blob(ml_lru *c, const char *key, ml_blob *b) {
     ml_lru_put(c, key, b ? &b->ref : NULL);
@@ -112,7 +209,7 @@ void ml_lru_put_blob(ml_lru *c, const char *key, ml_blob *b) {
 void ml_lru_remove(ml_lru *c, const char *key) {
     pthread_mutex_lock(&c->lock);
     lru_entry *e = find(c, key);
-    if (e) drop_entry(c, e);
+    if (e && !e->pins) drop_entry(c, e);
     pthread_mutex_unlock(&c->lock);
 }
 

@@ -51,9 +51,15 @@ def selects(selector, labels):
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def grace_seconds():
-    text = open(os.path.join(ROOT, "src", "main.c")).read()
-    m = re.search(r"#define SHUTDOWN_GRACE_SECONDS ([0-9.]+)", text)
+def grace_seconds(cfg):
+    """The daemon's shutdown grace: the configuration's, else the default of src/config.c."""
+    if isinstance(cfg.get("shutdown_grace"), int):
+        return float(cfg["shutdown_grace"])
+    text = open(os.path.join(ROOT, "src", "config.c")).read()
+    m = re.search(r"c->shutdown_grace = ([0-9]+);", text)
+    if not m:  # before the grace was an option
+        m = re.search(r"#define SHUTDOWN_GRACE_SECONDS ([0-9.]+)",
+                      open(os.path.join(ROOT, "src", "main.c")).read())
     return float(m.group(1)) if m else None
 
 
@@ -62,6 +68,21 @@ def config_keys():
     text = open(os.path.join(ROOT, "src", "config.c")).read()
     flags = re.findall(r'^\s*\{"([a-z-]+)", OPT_', text, re.M)
     return {f.replace("-", "_") for f in flags}
+
+
+def early_config(spec, c, cms):
+    """The ConfigMap's JSON file named by --config, or {}."""
+    args = c.get("args", [])
+    if "--config" not in args:
+        return {}
+    name = os.path.basename(args[args.index("--config") + 1])
+    for cm in cms:
+        if name in cm.get("data", {}):
+            try:
+                return json.loads(cm["data"][name])
+            except ValueError:
+                return {}
+    return {}
 
 
 def main():
@@ -95,7 +116,7 @@ def main():
        csc.get("readOnlyRootFilesystem") is True and csc.get("allowPrivilegeEscalation") is False
        and "ALL" in csc.get("capabilities", {}).get("drop", []),
        "non-root, read-only root filesystem, no privilege escalation, no capabilities", (psc, csc))
-    grace = grace_seconds()
+    grace = grace_seconds(early_config(spec, c, find(docs, "ConfigMap")))
     pre = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
     pre_s = float(pre[-1]) if pre and pre[0].endswith("sleep") else 0
     tgp = spec.get("terminationGracePeriodSeconds", 30)

@@ -7,12 +7,14 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "unit.h"
 
 #include "human_test.h"
 #include "engine/human_disk.h"
+#include "engine/human_metrics.h"
 #include "engine/human_store.h"
 #include "metalign/human_curves.h"
 #include "testsrv.h"
@@ -63,11 +65,14 @@ static void file_sha(const char *path, char out[ML_SHA256_HEX_LEN]) {
     free(buf);
 }
 
+static long retry_min = -1; /* >= 0: the back-off of the stores opened now */
+
 static ml_human *open_store(const char *dir, const char *path, long max_age) {
     char u[256];
     testsrv_url(srv, path, u, sizeof u);
     ml_human_config c;
     ml_human_config_defaults(&c);
+    if (retry_min >= 0) c.retry_min_seconds = retry_min;
     c.url = u;
     c.cache_dir = dir;
     c.max_age_seconds = max_age;
@@ -192,6 +197,7 @@ static const failure_case failures[] = {
 #define N_FAILURES (sizeof failures / sizeof failures[0])
 
 static void test_failures_without_a_copy(void) {
+    retry_min = 0; /* each call may ask again (test_failures_back_off checks the wait) */
     for (size_t i = 0; i < N_FAILURES; i++) {
         char dir[64];
         new_dir(dir);
@@ -217,6 +223,7 @@ static void test_failures_without_a_copy(void) {
         ml_human_free(h);
         remove_dir(dir);
     }
+    retry_min = -1;
 }
 
 static void test_failures_keep_the_copy(void) {
@@ -545,13 +552,109 @@ static void test_open_checks_and_cleans_the_folder(void) {
     c.url = "http://127.0.0.1:1/x.csv";
     c.cache_dir = path;
     ml_err err = {{0}};
-    CHECK(ml_human_open(&c, &err) == NULL);
-    CHECK_STR_CONTAINS(err.msg, path);
-    CHECK_STR_CONTAINS(err.msg, "--cache-dir");
+    /* A cache folder that cannot be made: a store that says why, never a daemon that does
+     * not start. */
+    h = ml_human_open(&c, &err);
+    CHECK_MSG(h != NULL, "%s", err.msg);
+    if (h) {
+        ml_human_status st;
+        ml_human_status_get(h, &st);
+        CHECK(!st.available && !st.cached);
+        CHECK_STR_CONTAINS(st.unavailable, path);
+        CHECK_STR_CONTAINS(st.unavailable, "--cache-dir");
+        ml_human_snapshot *snap = (ml_human_snapshot *)1;
+        CHECK(ml_human_get(h, &snap, &st, &err) == -1 && snap == NULL);
+        CHECK(st.code == ML_FETCH_E_CACHE_IO);
+        CHECK_STR_CONTAINS(err.msg, "unavailable");
+        CHECK(ml_human_refresh(h, &st, &err) == -1);
+        ml_human_free(h);
+    }
     c.cache_dir = dir;
     c.url = "";
     CHECK(ml_human_open(&c, &err) == NULL);
     CHECK_STR_CONTAINS(err.msg, "--human-url");
+    c.url = "file:///etc/passwd"; /* only http and https are fetched */
+    CHECK(ml_human_open(&c, &err) == NULL);
+    CHECK_STR_CONTAINS(err.msg, "http");
+    remove_dir(dir);
+}
+
+/* After a failure without a copy, gets within the back-off answer at once with the last
+ * error and do not contact the upstream; the wait doubles with each further failure, up to
+ * its cap; a success resets it. */
+static void test_failures_back_off(void) {
+    char dir[64];
+    new_dir(dir);
+    char u[256];
+    testsrv_url(srv, "/data.csv", u, sizeof u);
+    ml_human_config c;
+    ml_human_config_defaults(&c);
+    c.url = u;
+    c.cache_dir = dir;
+    c.connect_timeout_ms = 2000;
+    c.total_timeout_ms = 1500;
+    c.retry_min_seconds = 1;
+    c.retry_max_seconds = 2;
+    ml_err err = {{0}};
+    ml_human *h = ml_human_open(&c, &err);
+    REQUIRE(h != NULL);
+    testsrv_set_mode(srv, "500");
+    int before = testsrv_count(srv, "/data.csv");
+    ml_human_snapshot *s = NULL;
+    ml_human_status st;
+    CHECK(ml_human_get(h, &s, &st, &err) == -1 && st.code == ML_FETCH_E_STATUS);
+    CHECK(ml_human_get(h, &s, &st, &err) == -1 && st.code == ML_FETCH_E_STATUS);
+    CHECK(st.retry_after >= 0 && st.retry_after <= 1);
+    CHECK_STR_CONTAINS(err.msg, "HTTP 500");
+    CHECK(testsrv_count(srv, "/data.csv") == before + 1); /* the second did not ask */
+    usleep(1100000);
+    CHECK(ml_human_get(h, &s, &st, &err) == -1); /* allowed again: asks, fails again */
+    CHECK(testsrv_count(srv, "/data.csv") == before + 2);
+    CHECK(st.retry_after >= 1 && st.retry_after <= 2); /* doubled, capped at 2 */
+    testsrv_set_mode(srv, "ok");
+    usleep(2100000);
+    s = get_ok(h, &st);
+    CHECK(st.outcome == ML_HUMAN_DOWNLOADED && st.retry_after == 0);
+    ml_human_snapshot_unref(s);
+    ml_human_free(h);
+    remove_dir(dir);
+}
+
+/* An anonymous refresh within min_refresh of the last download is answered from the copy,
+ * with the time the next one is allowed; one that arrived before a download ended reports
+ * that download instead of running another. */
+static void test_refresh_rate_limit(void) {
+    char dir[64];
+    new_dir(dir);
+    char u[256];
+    testsrv_url(srv, "/data.csv", u, sizeof u);
+    ml_human_config c;
+    ml_human_config_defaults(&c);
+    c.url = u;
+    c.cache_dir = dir;
+    c.connect_timeout_ms = 2000;
+    c.total_timeout_ms = 1500;
+    c.min_refresh_seconds = 60;
+    ml_err err = {{0}};
+    ml_human *h = ml_human_open(&c, &err);
+    REQUIRE(h != NULL);
+    ml_human_status st;
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    double asked = (double)t.tv_sec + t.tv_nsec * 1e-9;
+    ml_human_snapshot_unref(get_ok(h, &st));
+    int before = testsrv_count(srv, "/data.csv");
+    /* asked before the download above ended: that download is its answer */
+    CHECK(ml_human_refresh_since(h, asked, &st, &err) == 0 && st.shared);
+    clock_gettime(CLOCK_REALTIME, &t);
+    double now = (double)t.tv_sec + t.tv_nsec * 1e-9;
+    CHECK(ml_human_refresh_since(h, now, &st, &err) == ML_HUMAN_RATE_LIMITED);
+    CHECK(st.cached && st.next_refresh_at > time(NULL) + 50);
+    CHECK(testsrv_count(srv, "/data.csv") == before);
+    /* the operator's own refresh is not limited */
+    CHECK(ml_human_refresh(h, &st, &err) == 0);
+    CHECK(testsrv_count(srv, "/data.csv") == before + 1);
+    ml_human_free(h);
     remove_dir(dir);
 }
 
@@ -618,6 +721,8 @@ int main(void) {
     RUN(test_copy_of_another_url);
     RUN(test_open_checks_and_cleans_the_folder);
     RUN(test_status_and_metrics);
+    RUN(test_failures_back_off);
+    RUN(test_refresh_rate_limit);
     testsrv_stop(srv);
     free(body);
     return UT_DONE();

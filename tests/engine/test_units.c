@@ -12,7 +12,7 @@
 #include "unit.h"
 
 static void test_jobs(void) {
-    ml_jobs *js = ml_jobs_new(2, 10, 3600);
+    ml_jobs *js = ml_jobs_new(2, 10, 3600, NULL);
     ml_err err;
     int existing = 0;
     ml_job *a = ml_jobs_create(js, "curves", "key-a", 10, &existing, &err);

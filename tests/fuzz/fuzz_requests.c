@@ -67,7 +67,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 #endif
     const char *names[64];
     for (int i = 0; i < ml_n_routes; i++) names[i] = ml_routes[i].name;
-    if (ml_app_load(&app, &cfg, &err) != 0 || ml_app_start(&app, names, ml_n_routes, &err) != 0)
+    if (ml_app_init(&app, &cfg, names, ml_n_routes, &err) != 0 || ml_app_load_data(&app, &err) != 0 ||
+        ml_app_start(&app, &err) != 0)
         abort();
     worker = calloc(1, sizeof *worker);
     worker->app = &app;
@@ -97,7 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ml_query_arg args[32];
     ml_request req = {.body = text, .body_len = size - 1};
     ml_response resp = {0};
-    switch (data[0] % 9) {
+    switch (data[0] % 10) {
     case 0:
         req.method = "POST";
         ml_h_activations(&app, worker, &req, &resp);
@@ -155,6 +156,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         ml_h_healthz(&app, &req, &resp);
         ml_headers_finish(&req, size > 1 && data[1] & 1 ? text : "http://a.example", &resp);
         if (resp.status != 200 && resp.status != 304) abort();
+        break;
+    }
+    case 9: { /* the replay's query: parse, the model check, a cache lookup (async dropped:
+               * its job would fetch the human data) */
+        req.method = "GET";
+        req.body = "";
+        req.body_len = 0;
+        req.query = args;
+        int n = split_query(text, args, 32), kept = 0;
+        for (int i = 0; i < n; i++)
+            if (strcmp(args[i].key, "async") != 0) args[kept++] = args[i];
+        req.n_query = kept;
+        ml_h_replay_fast(&app, &req, &resp);
         break;
     }
     default: {

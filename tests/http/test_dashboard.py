@@ -7,8 +7,8 @@ it loads /dashboard, waits for the charts and checks that
   of the JSON answer it came from (read back from the dygraph objects through the page, and
   recomputed here from the same URLs);
 - the synthetic banner shows, the dimension labels do not (the demo is not SPoSE), the replay
-  panel is hidden (the endpoint does not exist yet); through a loopback proxy that lists the
-  replay endpoint (answering it from a fixture shaped as API.md says) and makes /v1/info look
+  panel shows the daemon's own replay of the synthetic CSV; through a loopback proxy that
+  answers the replay from a fixture shaped as API.md says and makes /v1/info look
   like a real SPoSE world, the replay panel appears with its figures, dimensions 0-2 get the
   notebook's names and the banner goes;
 - a job started from the form runs to its end with the progress bar fed by /v1/jobs/<id>;
@@ -199,8 +199,16 @@ def check_figures(t, wd, d):
     shown = wd.js("return document.getElementById('info-list').textContent")
     t.check(info["model"]["path"] in shown and info["data"]["targets_path"] in shown,
             "the model and data in use are shown")
-    t.check(wd.js("return document.getElementById('replay').hidden === true && window.metalign.replay === false"),
-            "the replay panel is hidden while the daemon has no replay endpoint")
+    # the demo daemon has the replay endpoint: the panel shows its own answer (the synthetic CSV)
+    wd.wait("return !!(window.metalign.charts.replay || window.metalign.errors.length)", 120,
+            "the replay panel")
+    replay = d.json("/v1/human/replay")
+    got = wd.js("return [document.getElementById('replay').hidden, window.metalign.replay,"
+                " window.metalign.charts.replay ? window.metalign.charts.replay.graph.numRows() : -1,"
+                " document.getElementById('replay-summary').textContent]")
+    t.check(got[0] is False and got[1] is True and got[2] == len(replay["by_dimension"]) and
+            ("pseudo-R² %.3f" % replay["summary"]["pseudo_r2"]) in got[3],
+            "the replay panel shows the daemon's GET /v1/human/replay", got)
 
 
 def check_job(t, wd, d):
@@ -283,7 +291,8 @@ class ReplayProxy(http.server.BaseHTTPRequestHandler):
             status, h, data = e.code, dict(e.headers), e.read()
         if self.path == "/" and status == 200:
             doc = json.loads(data)
-            doc["endpoints"].append("GET /v1/human/replay")
+            if "GET /v1/human/replay" not in doc["endpoints"]:
+                doc["endpoints"].append("GET /v1/human/replay")
             data = json.dumps(doc).encode()
             h.pop("ETag", None)
         if self.path == "/v1/info" and status == 200:

@@ -29,8 +29,11 @@ static json_t *call(const char *method, const char *path, long status) {
 }
 
 static int start(const char *human_url, const char *cache_dir) {
+    /* every refresh and every failed fetch may ask the upstream again here (test_upstream.c
+     * covers the rate limit and the back-off) */
     const char *args[] = {"--config", demo_config(), "--human-url", human_url, "--cache-dir",
-                          cache_dir, "--human-timeout", "3", NULL};
+                          cache_dir, "--human-timeout", "3", "--human-min-refresh", "0",
+                          "--human-retry-min", "0", NULL};
     int rc = daemon_start(&d, args);
     if (rc != 0) printf("# daemon did not start: %s\n", d.log);
     return rc;

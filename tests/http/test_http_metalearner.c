@@ -5,8 +5,8 @@
  * PyTorch: /v1/info, activations (every layer, logits, magnitudes; every item alone and one
  * sequence fed magnitudes), CKA of every representation, learning curves (FunctionDataset
  * episodes, magnitude MSE and R^2, L < S), the feedback vocabulary, the comparison with
- * the humans (a CSV from tests/support/testsrv.c). (The replay's refusal
- * of this generation is tested in the engine: tests/engine/test_simulate_ml.c.) */
+ * the humans (a CSV from tests/support/testsrv.c) and the replay's refusal (422; in the engine
+ * too: tests/engine/test_simulate_ml.c). */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -368,7 +368,11 @@ static void test_compare(void) {
     CHECK(json_integer_value(get(doc, "trials_compared")) == 12);
     CHECK(json_array_size(get(doc, "by_dimension")) == 3);
     CHECK(json_is_number(get(doc, "model_accuracy")));
+    CHECK(!strcmp(json_string_value(get(doc, "replay_url")), "/v1/human/replay?max_trial=11"));
     json_decref(doc);
+    /* the replay feeds the humans' labels back: this generation takes magnitudes (or nothing) */
+    expect_error("GET", "/v1/human/replay", NULL, 422, "not the previous trial's label");
+    expect_error("GET", "/v1/human/replay?async=true", NULL, 422, "cannot be replayed");
 }
 
 static int run_model(const char *name, const char *backbone) {

@@ -74,6 +74,24 @@ static void test_version_help(void) {
     CHECK_STR_CONTAINS(out, "--things-images");
 }
 
+/* The OpenBLAS re-exec says so on stderr, and --help and --version skip it. */
+static void test_blas_restart_is_announced(void) {
+    unsetenv("METALIGN_KEEP_BLAS_CORE");
+    unsetenv("OPENBLAS_THREAD_TIMEOUT");
+    const char *check[] = {"--config", demo_config(), "--check", NULL};
+    CHECK(daemon_run(check, out, sizeof out) == 0);
+    CHECK_STR_CONTAINS(out, "restarting itself with");
+    CHECK_STR_CONTAINS(out, "OPENBLAS_THREAD_TIMEOUT=4");
+    const char *help[] = {"--help", NULL};
+    CHECK(daemon_run(help, out, sizeof out) == 0);
+    CHECK(!strstr(out, "restarting itself"));
+    CHECK_STR_CONTAINS(out, "--max-connections-per-ip");
+    CHECK_STR_CONTAINS(out, "--shutdown-grace");
+    const char *version[] = {"--version", NULL};
+    CHECK(daemon_run(version, out, sizeof out) == 0);
+    CHECK(!strstr(out, "restarting itself"));
+}
+
 static void test_usage_errors(void) {
     const char *none[] = {NULL};
     CHECK(daemon_run(none, out, sizeof out) == 2);
@@ -273,6 +291,7 @@ static void test_port_in_use(void) {
 int main(void) {
     if (!mkdtemp(dir)) return 1;
     RUN(test_version_help);
+    RUN(test_blas_restart_is_announced);
     RUN(test_usage_errors);
     RUN(test_check_demo);
     RUN(test_missing_file);

@@ -4,6 +4,7 @@
  * answered (or refused) by the request's own resolver override, never looked up. */
 #include <curl/curl.h>
 #include <errno.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -238,14 +239,54 @@ static void test_dns_without_lookups(void) {
     CHECK_EQ_INT(testsrv_count(srv, "/data.csv"), before);
 }
 
-static void test_file_url(void) {
+/* Only http and https are fetched: a file:// URL would let the daemon read a local file and
+ * an error message show its first line to anonymous clients. */
+static void test_file_url_refused(void) {
     char u[600];
     snprintf(u, sizeof u, "file://%s", FIXTURE("human/synthetic.csv"));
     fetched f;
     fetch(u, NULL, NULL, 1 << 20, &f);
-    CHECK_MSG(f.rc == 0, "%s", f.err.msg);
-    CHECK(strcmp(f.res.sha256, body_sha) == 0);
+    CHECK(f.rc != 0 && f.res.code == ML_FETCH_E_BAD_URL);
+    CHECK(f.len == 0);
     done(&f);
+    CHECK(!ml_fetch_url_allowed(u) && ml_fetch_url_allowed("HTTPS://example.org/x.csv") &&
+          ml_fetch_url_allowed("http://127.0.0.1/x") && !ml_fetch_url_allowed("ftp://x/y"));
+}
+
+static int cancel_flag;
+
+static void *raise_cancel(void *arg) {
+    (void)arg;
+    usleep(300000);
+    __atomic_store_n(&cancel_flag, 1, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+/* A stalled upstream is abandoned as soon as the cancel flag rises (a shutdown), long
+ * before its timeout. */
+static void test_cancel_stalled(void) {
+    char u[256];
+    url("/data.csv", u);
+    testsrv_set_mode(srv, "stall");
+    char path[] = "/tmp/mlfetch-XXXXXX";
+    int fd = mkstemp(path);
+    ml_fetch_request rq = {.url = u, .user_agent = ML_HUMAN_USER_AGENT,
+                           .connect_timeout_ms = 2000, .total_timeout_ms = 20000,
+                           .max_bytes = 1 << 20, .cancel = &cancel_flag};
+    pthread_t t;
+    pthread_create(&t, NULL, raise_cancel, NULL);
+    ml_fetch_result res;
+    ml_err err;
+    double t0 = now_s();
+    int rc = ml_fetch_to_fd(&rq, fd, &res, &err);
+    double took = now_s() - t0;
+    pthread_join(t, NULL);
+    close(fd);
+    unlink(path);
+    testsrv_set_mode(srv, "ok");
+    CHECK(rc != 0 && res.code == ML_FETCH_E_CANCELLED);
+    CHECK_STR_CONTAINS(err.msg, "cancelled");
+    CHECK_MSG(took < 3.0, "the cancelled download took %.2f s", took);
 }
 
 int main(void) {
@@ -268,7 +309,8 @@ int main(void) {
     RUN(test_too_large);
     RUN(test_refused_and_bad_url);
     RUN(test_dns_without_lookups);
-    RUN(test_file_url);
+    RUN(test_file_url_refused);
+    RUN(test_cancel_stalled);
     testsrv_stop(srv);
     free(body);
     curl_global_cleanup();

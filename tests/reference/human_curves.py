@@ -34,7 +34,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "fixtures", "human")
 MAX_TRIALS = [99, 119, 10]
 N_BOOT = 4000
-CONCEPTS = ["aardvark", "banana", "cello", "dolphin", "easel", "falcon", "guitar", "hammock"]
+# Seven of the demo bundle's items (data/demo/unique_id.txt) and one THINGS concept it does not
+# have, so that GET /v1/human/replay on the demo has matched and unmatched rows. (The random
+# draws do not depend on the names: renaming keeps every curve.)
+CONCEPTS = ["syn_0007", "syn_0042", "syn_0099", "syn_0150", "syn_0233", "syn_0301", "syn_0388",
+            "aardvark"]
 
 
 def make_rows(seed=20240501):

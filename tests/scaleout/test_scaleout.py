@@ -41,6 +41,7 @@ CHUNK = 400            # episodes per chunk: 10 forward calls of 40 episodes x 1
 CLAIM_TIMEOUT = 2      # seconds before a silent replica's chunk is taken over
 UPSTREAM_DELAY = 1.0   # the human-data server answers this late, so requests overlap
 JOB = {"episodes": 12000, "seq_len": 100}   # 30 chunks, seconds of work
+SYNC_ROWS = 10 ** 8    # the single daemon answers JOB synchronously (--max-sync-rows)
 
 T0 = time.time()
 tmp = tempfile.mkdtemp(prefix="metalign-scaleout-")
@@ -112,7 +113,7 @@ class Daemon:
         self.log_path = os.path.join(tmp, name + ".log")
         cache = os.path.join(tmp, "cache-" + name)
         args = [METALIGND, "--config", DEMO, "--listen", "127.0.0.1:0", "--threads", "1",
-                "--cache-dir", cache] + extra
+                "--cache-dir", cache, "--max-sync-rows", str(SYNC_ROWS)] + extra
         self.p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         procs.append(self.p)
         self.port = None
@@ -135,6 +136,13 @@ class Daemon:
                 log.flush()
         threading.Thread(target=drain, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.port}"
+        # it listens at once and loads after: wait until it is no longer loading
+        deadline = time.time() + 60
+        while self.port and time.time() < deadline:
+            status, j = jcall("GET", self.url + "/readyz", timeout=10)
+            if status == 200 or j.get("error", {}).get("code") not in (None, "not_ready"):
+                break
+            time.sleep(0.05)
 
     def log(self):
         try:

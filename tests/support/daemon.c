@@ -78,7 +78,7 @@ static void read_available(test_daemon *d, int timeout_ms) {
     }
 }
 
-int daemon_start(test_daemon *d, const char *const *args) {
+int daemon_spawn(test_daemon *d, const char *const *args) {
     memset(d, 0, sizeof *d);
     if (!has_arg(args, "--cache-dir") && make_cache_dir(d->cache_dir, sizeof d->cache_dir) != 0)
         return -1;
@@ -109,13 +109,12 @@ int daemon_start(test_daemon *d, const char *const *args) {
     for (int waited = 0; waited < 30000; waited += 50) {
         read_available(d, 50);
         const char *at = strstr(d->log, "listening on http://");
-        if (at) {
-            const char *colon = strrchr(at, ':');
-            const char *nl = strchr(at, '\n');
-            if (colon && nl) {
-                d->port = atoi(colon + 1);
-                return 0;
-            }
+        const char *nl = at ? strchr(at, '\n') : NULL;
+        if (nl) { /* the port ends the line */
+            const char *colon = nl;
+            while (colon > at && *colon != ':') colon--;
+            d->port = atoi(colon + 1);
+            return d->port > 0 ? 0 : -1;
         }
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
@@ -127,6 +126,32 @@ int daemon_start(test_daemon *d, const char *const *args) {
         }
     }
     daemon_stop(d, SIGKILL);
+    return -1;
+}
+
+/* GET /readyz until 200 (the daemon listens before it has loaded the model). */
+int daemon_wait_ready(test_daemon *d, double seconds) {
+    for (double waited = 0; waited < seconds; waited += 0.02) {
+        http_reply r;
+        int ok = http_call(d, "GET", "/readyz", NULL, &r) == 0 && r.status == 200;
+        http_reply_free(&r);
+        if (ok) return 0;
+        int st;
+        if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+            read_available(d, 100);
+            d->pid = 0;
+            return -1;
+        }
+        read_available(d, 0);
+        usleep(20000);
+    }
+    return -1;
+}
+
+int daemon_start(test_daemon *d, const char *const *args) {
+    if (daemon_spawn(d, args) != 0) return -1;
+    if (daemon_wait_ready(d, 60) == 0) return 0;
+    if (d->pid) daemon_stop(d, SIGKILL);
     return -1;
 }
 
@@ -207,6 +232,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
     size_t len = size * n;
     if (len > 6 && strncasecmp(p, "Allow:", 6) == 0)
         snprintf(r->allow, sizeof r->allow, "%.*s", (int)(len - 6), p + 6);
+    if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) r->retry_after = atoi(p + 12);
     return len;
 }
 

@@ -17,9 +17,13 @@ typedef struct test_daemon {
 
 /* Starts build/metalignd with args (NULL-terminated; --listen 127.0.0.1:0 is added, and a
  * --cache-dir of its own in a fresh temporary folder unless args name one) and waits until
- * it prints its listening line. Returns 0, or -1 if it exited or timed out (d->log says
- * why). */
+ * it prints its listening line and /readyz answers 200. Returns 0, or -1 if it exited or
+ * timed out (d->log says why). */
 int daemon_start(test_daemon *d, const char *const *args);
+/* Only until the listening line (the model may still be loading). */
+int daemon_spawn(test_daemon *d, const char *const *args);
+/* Polls /readyz until 200; -1 if the daemon exited or seconds passed. */
+int daemon_wait_ready(test_daemon *d, double seconds);
 /* Sends sig and waits for the exit; returns the exit status (or 128 + signal). Removes the
  * private cache folder. */
 int daemon_stop(test_daemon *d, int sig);
@@ -36,6 +40,7 @@ typedef struct http_reply {
     size_t len;
     char content_type[128];
     char allow[64];
+    int retry_after;  /* the Retry-After header's seconds, 0 without one */
     double seconds;
 } http_reply;
 

@@ -3,9 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/human_metrics.h"
 #include "engine/human_store.h"
 #include "engine/shared.h"
 #include "http/handlers/handlers.h"
+#include "http/http.h"
 #include "http/render/render.h"
 #include "http/routes.h"
 #include "metalign/blas.h"
@@ -53,8 +55,12 @@ void ml_h_healthz(ml_app *app, const ml_request *req, ml_response *resp) {
 
 void ml_h_readyz(ml_app *app, const ml_request *req, ml_response *resp) {
     if (plain_get(req, resp) != 0) return;
-    if (ml_app_is_ready(app) && app->shared && !ml_shared_ready(app, resp)) return;
-    if (ml_app_is_ready(app))
+    if (ml_app_is_stopping(app))
+        ml_respond_unavailable(resp, 1, "shutting_down",
+                               "the server is shutting down; send requests elsewhere");
+    else if (ml_app_is_ready(app) && app->shared && !ml_shared_ready(app, resp))
+        return; /* answered: the shared store does not answer */
+    else if (ml_app_is_ready(app))
         ml_respond_json(resp, 200, json_pack("{s:s}", "status", "ready"));
     else
         ml_respond_unavailable(resp, 1, "not_ready", "model and data are still loading");
@@ -181,10 +187,40 @@ void ml_h_items(ml_app *app, const ml_request *req, ml_response *resp) {
     ml_respond_writer(resp, 200, &w);
 }
 
+/* The transport's gauges: connections, suspended requests, answers waiting for clients. */
+static void transport_metrics(ml_app *app, ml_buf *out) {
+    if (!app->transport) return;
+    ml_http_stats_t st;
+    ml_http_stats(app->transport, &st);
+    ml_buf_printf(out, "# HELP metalignd_http_connections Open connections.\n"
+                       "# TYPE metalignd_http_connections gauge\nmetalignd_http_connections %d\n"
+                       "# HELP metalignd_http_requests_in_flight Requests received and not yet "
+                       "answered.\n# TYPE metalignd_http_requests_in_flight gauge\n"
+                       "metalignd_http_requests_in_flight %d\n"
+                       "# HELP metalignd_http_suspended Requests waiting for a worker or for an "
+                       "identical request's computation.\n# TYPE metalignd_http_suspended gauge\n"
+                       "metalignd_http_suspended %d\n"
+                       "# HELP metalignd_http_inflight_bytes Bytes of answers queued for clients "
+                       "that have not read them yet (a shared answer counted once).\n"
+                       "# TYPE metalignd_http_inflight_bytes gauge\nmetalignd_http_inflight_bytes %zu\n",
+                  st.connections, st.requests, st.suspended, st.inflight_bytes);
+    ml_buf_printf(out, "# HELP metalignd_computations_in_progress Computations that identical "
+                       "requests wait for.\n# TYPE metalignd_computations_in_progress gauge\n"
+                       "metalignd_computations_in_progress %d\n",
+                  ml_coalesce_in_progress(app->coalesce));
+}
+
 void ml_h_metrics(ml_app *app, const ml_request *req, ml_response *resp) {
     if (plain_get(req, resp) != 0) return;
     ml_buf out = {0};
     ml_metrics_render(app->metrics, &out);
+    transport_metrics(app, &out);
+    if (!ml_app_is_ready(app)) { /* loading: the rest does not exist yet */
+        ml_buf_printf(&out, "# HELP metalignd_ready 1 once model and data are loaded.\n"
+                            "# TYPE metalignd_ready gauge\nmetalignd_ready 0\n");
+        ml_respond_buf(resp, 200, "text/plain; version=0.0.4; charset=utf-8", &out);
+        return;
+    }
     int counts[ML_JOB_N_STATUS];
     ml_jobs_counts(app->jobs, counts);
     ml_buf_puts(&out, "# HELP metalignd_jobs Jobs in the table by status.\n"
@@ -205,10 +241,20 @@ void ml_h_metrics(ml_app *app, const ml_request *req, ml_response *resp) {
     ml_buf_printf(&out, "# HELP metalignd_result_cache_entries Answers in the result cache.\n"
                         "# TYPE metalignd_result_cache_entries gauge\n"
                         "metalignd_result_cache_entries %d\n"
-                        "# HELP metalignd_result_cache_bytes Bytes in the result cache.\n"
+                        "# HELP metalignd_result_cache_bytes Bytes in the result cache, finished "
+                        "jobs' results included.\n"
                         "# TYPE metalignd_result_cache_bytes gauge\n"
-                        "metalignd_result_cache_bytes %zu\n",
-                  entries, bytes);
+                        "metalignd_result_cache_bytes %zu\n"
+                        "# HELP metalignd_result_cache_job_bytes Bytes of finished jobs' results "
+                        "(held until DELETE or --job-ttl).\n"
+                        "# TYPE metalignd_result_cache_job_bytes gauge\n"
+                        "metalignd_result_cache_job_bytes %zu\n"
+                        "# HELP metalignd_result_cache_limit_bytes The budget "
+                        "(--result-cache-bytes).\n"
+                        "# TYPE metalignd_result_cache_limit_bytes gauge\n"
+                        "metalignd_result_cache_limit_bytes %zu\n",
+                  entries, bytes, ml_lru_pinned_bytes(app->results),
+                  ml_lru_max_bytes(app->results));
     ml_human_render_metrics(app->human, &out);
     if (app->shared) ml_shared_render_metrics(app->shared, &out);
     ml_buf_printf(&out, "# HELP metalignd_ready 1 once model and data are loaded.\n"
@@ -223,15 +269,26 @@ static void job_not_found(const ml_request *req, ml_response *resp) {
                      "for --job-ttl seconds)", req->path_param);
 }
 
-static void respond_job(ml_job *j, ml_response *resp) {
-    ml_job_info info;
-    ml_job_info_get(j, &info);
+/* The job's state, and its result after it: the result is the cached answer itself, sent
+ * without a copy however many clients fetch it. */
+static void respond_job(const ml_job_info *info, ml_response *resp) {
     ml_buf out = {0};
     ml_jw w;
     ml_jw_init(&w, &out);
-    ml_render_job(&w, &info);
-    ml_job_info_free(&info);
-    ml_respond_writer(resp, 200, &w);
+    ml_render_job(&w, info);
+    if (!info->result || ml_jw_finish(&w) != 0 || out.len < 2) {
+        ml_respond_writer(resp, 200, &w);
+        return;
+    }
+    out.data[--out.len] = '\0'; /* the closing brace: the result goes before it */
+    ml_buf_puts(&out, ",\"result\":");
+    ml_buf tail = {0};
+    ml_buf_puts(&tail, "}");
+    ml_respond_wrapped(resp, 200, ML_CT_JSON, &out, info->result, &tail);
+}
+
+void ml_respond_job_info(const ml_job_info *info, ml_response *resp) {
+    respond_job(info, resp);
 }
 
 void ml_h_job_get(ml_app *app, const ml_request *req, ml_response *resp) {
@@ -245,22 +302,25 @@ void ml_h_job_get(ml_app *app, const ml_request *req, ml_response *resp) {
         job_not_found(req, resp);
         return;
     }
-    respond_job(j, resp);
+    ml_job_info info;
+    ml_job_info_get(j, &info);
     ml_job_unref(j);
+    respond_job(&info, resp);
+    ml_job_info_free(&info);
 }
 
+/* A queued job is cancelled, a running one asked to stop (the answer says so), a finished
+ * one removed and its result released. */
 void ml_h_job_delete(ml_app *app, const ml_request *req, ml_response *resp) {
     if (plain_get(req, resp) != 0) return;
-    ml_job *j = ml_jobs_get(app->jobs, req->path_param);
-    if (!j && app->shared) {
-        ml_h_shared_job(app, req, resp, 1);
+    ml_job_info info;
+    if (ml_jobs_delete(app->jobs, req->path_param, &info) != 0) {
+        if (app->shared) /* a job of another replica, or of this one, in Redis */
+            ml_h_shared_job(app, req, resp, 1);
+        else
+            job_not_found(req, resp);
         return;
     }
-    if (!j) {
-        job_not_found(req, resp);
-        return;
-    }
-    ml_jobs_cancel(app->jobs, req->path_param);
-    respond_job(j, resp);
-    ml_job_unref(j);
+    respond_job(&info, resp);
+    ml_job_info_free(&info);
 }

@@ -1,5 +1,8 @@
 /* POST /v1/learning-curves: answered from the result cache when the same request was seen,
- * run as a job with ?async=true, else simulated on a compute worker while the client waits. */
+ * run as a job with ?async=true, else simulated on a compute worker while the client waits.
+ * A synchronous request is bounded (--max-sync-rows), computed once however many identical
+ * ones arrive together (the others wait for it without a worker), and stopped when nobody
+ * wants its answer any more. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,8 +10,11 @@
 #include "engine/shared.h"
 #include "http/handlers/curves.h"
 #include "http/handlers/handlers.h"
+#include "http/http.h"
 #include "http/render/csv.h"
 #include "http/render/render.h"
+
+#define ML_COALESCE_TRIES 3 /* waits for identical requests before computing regardless */
 
 /* The fields of a simulation, in the body (POST) or the query (GET). */
 static const ml_field curve_fields[] = {
@@ -254,9 +260,9 @@ static void run_job(void *arg, void *worker) {
         static const ml_view json = {ML_FORMAT_JSON, ML_ROWS_CURVE};
         ml_blob *b = ml_curves_answer(app, worker, &cj->rq, &json, &hooks, &rc, &err);
         if (b) {
-            ml_job_finish(cj->job, b);
+            int kept = ml_job_finish(cj->job, b) == 0;
             ml_blob_unref(b);
-            ml_metrics_add(app->metrics, ML_CNT_JOBS_DONE, 1);
+            ml_metrics_add(app->metrics, kept ? ML_CNT_JOBS_DONE : ML_CNT_JOBS_FAILED, 1);
         } else if (rc == 1) {
             ml_job_mark_cancelled(cj->job);
             ml_metrics_add(app->metrics, ML_CNT_JOBS_CANCELLED, 1);
@@ -304,6 +310,12 @@ static void start_job(ml_app *app, const ml_sim_request *rq, const char *key, ml
     }
     ml_err err = {{0}};
     int existing = 0;
+    if (ml_app_is_stopping(app)) {
+        ml_respond_unavailable(resp, 1, "shutting_down",
+                               "the server is shutting down and takes no new jobs; submit it "
+                               "to another replica or after it restarts");
+        return;
+    }
     ml_job *j = ml_jobs_create(app->jobs, "learning-curves", key, rq->episodes, &existing, &err);
     if (!j) {
         ml_metrics_add(app->metrics, ML_CNT_JOBS_REJECTED, 1);
@@ -314,7 +326,7 @@ static void start_job(ml_app *app, const ml_sim_request *rq, const char *key, ml
         ml_metrics_add(app->metrics, ML_CNT_JOBS_SUBMITTED, 1);
         if (cached) {
             ml_job_start(j);
-            ml_job_finish(j, cached);
+            ml_job_finish(j, cached); /* a failure (budget) is the job's answer */
         } else if (submit(app, j, rq) != 0) {
             ml_job_fail(j, "busy", "the job queue is full");
             ml_job_unref(j);
@@ -330,6 +342,30 @@ static const char *content_type(const ml_view *v) {
     return v->format == ML_FORMAT_CSV ? ML_CT_CSV : ML_CT_JSON;
 }
 
+int ml_check_sync_rows(const ml_app *app, long long episodes, long long seq_len,
+                       const char *async_hint, ml_response *resp) {
+    long long rows = episodes * seq_len, max = app->cfg->max_sync_rows;
+    if (rows <= max) return 0;
+    ml_respond_error(resp, 400, "too_large_for_sync",
+                     "episodes x seq_len = %lld trials is more than a request answered while "
+                     "the client waits may simulate (%lld, --max-sync-rows); %s",
+                     rows, max, async_hint);
+    return -1;
+}
+
+static int sync_cancelled(void *arg) {
+    const ml_sync_stop *s = arg;
+    int why = ml_request_cancelled(s->req);
+    if (why == ML_CANCEL_SHUTDOWN) return 1;
+    /* a client gone is no reason to stop while identical requests wait for the answer */
+    return why == ML_CANCEL_CLIENT_GONE &&
+           (!s->key || ml_coalesce_waiters(s->app->coalesce, s->key) == 0);
+}
+
+ml_sim_hooks ml_sync_hooks(ml_sync_stop *s) {
+    return (ml_sim_hooks){NULL, sync_cancelled, s};
+}
+
 void ml_h_curves_fast(ml_app *app, const ml_request *req, ml_response *resp) {
     ml_sim_request rq;
     ml_view view;
@@ -343,25 +379,58 @@ void ml_h_curves_fast(ml_app *app, const ml_request *req, ml_response *resp) {
             start_job(app, &rq, key, cached, resp);
         else if (cached)
             ml_respond_blob(resp, 200, content_type(&view), cached);
+        else
+            ml_check_sync_rows(app, rq.episodes, rq.seq_len,
+                               "add ?async=true to run it as a job (GET /v1/jobs/<id> then "
+                               "gives its progress and its answer)", resp);
         /* else: status stays 0 and the slow handler simulates on a worker */
         ml_blob_unref(cached);
     }
     ml_sim_request_free(&rq);
 }
 
+/* Simulates rq once for every identical request waiting: 1 when the request now waits for
+ * another one's computation, else 0 with resp answered. */
+static int simulate_once(ml_app *app, ml_worker *w, const ml_sim_request *rq,
+                         const ml_view *view, const ml_request *req, ml_response *resp) {
+    char key[ML_KEY_LEN];
+    ml_curves_key(rq, view, key);
+    for (int tries = 0;; tries++) {
+        ml_blob *cached = ml_lru_get_blob(app->results, key);
+        if (cached) {
+            ml_respond_blob(resp, 200, content_type(view), cached);
+            ml_blob_unref(cached);
+            return 0;
+        }
+        if (ml_coalesce_begin(app->coalesce, key) == 0) break;
+        if (tries == ML_COALESCE_TRIES) {
+            key[0] = '\0'; /* compute without sharing */
+            break;
+        }
+        if (ml_wait_for(app->coalesce, key, req, resp)) return 1;
+    }
+    ml_sync_stop stop = {app, req, key[0] ? key : NULL};
+    ml_sim_hooks hooks = ml_sync_hooks(&stop);
+    ml_err err = {{0}};
+    int rc = 0;
+    ml_blob *b = ml_curves_answer(app, w, rq, view, &hooks, &rc, &err);
+    if (key[0]) ml_coalesce_end(app->coalesce, key); /* the waiters find it in the cache */
+    if (b)
+        ml_respond_blob(resp, 200, content_type(view), b);
+    else if (rc == 1)
+        ml_respond_cancelled(req, resp);
+    else
+        ml_respond_error(resp, 500, "simulation_failed", "%s", err.msg);
+    ml_blob_unref(b);
+    return 0;
+}
+
 void ml_h_curves(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp) {
     ml_sim_request rq;
     ml_view view;
     int async = 0;
-    if (parse_curves(app, req, &rq, &async, &view, resp) == 0) {
-        ml_err err = {{0}};
-        int rc = 0;
-        ml_blob *b = ml_curves_answer(app, w, &rq, &view, NULL, &rc, &err);
-        if (b)
-            ml_respond_blob(resp, 200, content_type(&view), b);
-        else
-            ml_respond_error(resp, 500, "simulation_failed", "%s", err.msg);
-        ml_blob_unref(b);
-    }
+    if (parse_curves(app, req, &rq, &async, &view, resp) == 0 &&
+        ml_check_sync_rows(app, rq.episodes, rq.seq_len, "add ?async=true", resp) == 0)
+        simulate_once(app, w, &rq, &view, req, resp);
     ml_sim_request_free(&rq);
 }

@@ -3,6 +3,8 @@
 #define METALIGN_HTTP_HANDLERS_CURVES_H
 
 #include "engine/app.h"
+#include "http/request.h"
+#include "http/response.h"
 #include "http/result_keys.h"
 #include "metalign/simulate.h"
 #include "util/blob.h"
@@ -14,6 +16,20 @@ void ml_curves_key(const ml_sim_request *rq, const ml_view *view, char out[ML_KE
 ml_blob *ml_curves_answer(ml_app *app, ml_worker *w, const ml_sim_request *rq,
                           const ml_view *view, const ml_sim_hooks *hooks, int *rc, ml_err *err);
 
+/* 0 when episodes x seq_len is within --max-sync-rows; else a 400 whose message ends with
+ * async_hint (what to do instead), and -1. */
+int ml_check_sync_rows(const ml_app *app, long long episodes, long long seq_len,
+                       const char *async_hint, ml_response *resp);
+
+/* Stops a synchronous simulation once nobody wants its answer: its client went away and no
+ * identical request waits for key (NULL: none can), or a shutdown began. s must outlive the
+ * simulation. */
+typedef struct ml_sync_stop {
+    ml_app *app;
+    const ml_request *req;
+    const char *key;
+} ml_sync_stop;
+ml_sim_hooks ml_sync_hooks(ml_sync_stop *s);
 /* The answer for request key from the result cache (this replica's, then the shared one);
  * a new reference or NULL. */
 ml_blob *ml_curves_cached(ml_app *app, const char *key);

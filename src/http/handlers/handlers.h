@@ -4,6 +4,7 @@
 #define METALIGN_HTTP_HANDLERS_H
 
 #include "engine/app.h"
+#include "engine/human_store.h"
 #include "http/request.h"
 #include "http/response.h"
 
@@ -47,6 +48,13 @@ void ml_h_dashboard(ml_app *app, const ml_request *req, ml_response *resp);
 void ml_h_dashboard_asset(ml_app *app, const ml_request *req, ml_response *resp);
 void ml_h_openapi(ml_app *app, const ml_request *req, ml_response *resp);
 
+/* replay.c */
+void ml_h_replay_fast(ml_app *app, const ml_request *req, ml_response *resp);
+void ml_h_replay(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp);
+
+/* basic.c: a job's state and, when done, its result: the answer of GET /v1/jobs/<id>. */
+void ml_respond_job_info(const ml_job_info *info, ml_response *resp);
+
 /* shared.c: the scale-out's side of the handlers (--redis) */
 /* An async learning-curves job in the shared store (cached: its answer, already known). */
 void ml_start_shared_job(ml_app *app, const ml_sim_request *rq, const char *key,
@@ -58,5 +66,19 @@ int ml_shared_ready(ml_app *app, ml_response *resp);
 
 /* Shared by the handlers: the cached answer under key as the response (1), or 0. */
 int ml_answer_from_cache(ml_app *app, const char *key, ml_response *resp);
+
+/* wait.c, for slow handlers: while key is in progress in table, the request waits for it
+ * without a worker and its slow handler runs again once it ends: 1 (return at once, touching
+ * neither req nor resp again); 0 when key is not in progress (any more): go on. */
+int ml_wait_for(ml_coalesce *table, const char *key, const ml_request *req,
+                ml_response *resp);
+/* human.c, for slow handlers: the human copy to serve; NULL when the request now waits for a
+ * download another request runs (*waiting: return at once, touching neither req nor resp),
+ * or when there is no copy (resp: 503 with the upstream's reason and Retry-After). */
+ml_human_snapshot *ml_human_copy(ml_app *app, const ml_request *req, ml_human_status *st,
+                                 int *waiting, ml_response *resp);
+/* The answer to a request whose work was stopped: 503 + Retry-After at a shutdown, else 499
+ * (its client went away; nobody reads it). */
+void ml_respond_cancelled(const ml_request *req, ml_response *resp);
 
 #endif

@@ -1,5 +1,6 @@
 /* The human learning data (fetched on first use, cached on disk) and the model-versus-human
- * comparison. Everything here may wait on the network, so it runs on compute workers. */
+ * comparison. Everything here may contact the upstream, so it runs on compute workers; a
+ * request that finds another one's download running waits for it without a worker. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,12 +9,14 @@
 #include "engine/human_store.h"
 #include "http/handlers/curves.h"
 #include "http/handlers/handlers.h"
+#include "http/http.h"
 #include "http/render/csv.h"
 #include "http/render/render.h"
 #include "http/result_keys.h"
 #include "metalign/human_curves.h"
+#include "util/timefmt.h"
 
-#define ML_HUMAN_RETRY_AFTER 30       /* seconds a client waits before asking again */
+#define ML_HUMAN_RETRY_AFTER 30       /* seconds a client waits when nothing says sooner */
 
 /* Computed human curves, shared through the result cache (both the curves endpoint and the
  * comparison use them). */
@@ -35,17 +38,32 @@ static size_t curves_bytes(const ml_human_curves *c) {
            (size_t)(c->n_dims + 1) * ((size_t)c->n_trials * 32 + sizeof(ml_human_curve));
 }
 
-/* 503 with the upstream's reason when there is no copy to serve. */
-static ml_human_snapshot *get_snapshot(ml_app *app, ml_human_status *st, ml_response *resp) {
-    ml_human_snapshot *snap = NULL;
-    ml_err err = {{0}};
-    if (ml_human_get(app->human, &snap, st, &err) != 0) {
-        ml_respond_unavailable(resp, ML_HUMAN_RETRY_AFTER, ml_fetch_code_name(st->code),
+/* When to ask again after a 503 about the human data. */
+static int retry_after(const ml_human_status *st) {
+    if (!st->available) return ML_HUMAN_RETRY_AFTER;
+    return st->retry_after > 0 ? (int)st->retry_after : 1;
+}
+
+ml_human_snapshot *ml_human_copy(ml_app *app, const ml_request *req, ml_human_status *st,
+                                 int *waiting, ml_response *resp) {
+    *waiting = 0;
+    for (;;) {
+        ml_human_snapshot *snap = NULL;
+        ml_err err = {{0}};
+        int rc = ml_human_get(app->human, &snap, st, &err);
+        if (rc == 0) return snap;
+        if (rc == ML_HUMAN_BUSY) {
+            if (ml_wait_for(app->coalesce, ML_HUMAN_FETCH_KEY, req, resp)) {
+                *waiting = 1;
+                return NULL;
+            }
+            continue; /* it ended meanwhile: ask again */
+        }
+        ml_respond_unavailable(resp, retry_after(st), ml_fetch_code_name(st->code),
                                "the human data is unavailable and no copy is cached: %s",
                                err.msg);
         return NULL;
     }
-    return snap;
 }
 
 /* The curves over trials 0..max_trial, cached by content, trial range, seed and resamples. */
@@ -86,7 +104,8 @@ void ml_h_human_curves(ml_app *app, ml_worker *w, const ml_request *req, ml_resp
                       resp) != 0)
         return;
     ml_human_status st;
-    ml_human_snapshot *snap = get_snapshot(app, &st, resp);
+    int waiting;
+    ml_human_snapshot *snap = ml_human_copy(app, req, &st, &waiting, resp);
     if (!snap) return;
     ml_buf out = {0};
     if (view.format == ML_FORMAT_CSV && view.rows == ML_ROWS_TRIALS) {
@@ -120,15 +139,52 @@ void ml_h_human_curves(ml_app *app, ml_worker *w, const ml_request *req, ml_resp
     ml_respond_writer(resp, 200, &jw);
 }
 
+/* Asked too soon after the last download: the copy's state and when to ask again. */
+static void rate_limited(const ml_app *app, const ml_human_status *st, ml_response *resp) {
+    char at[ML_RFC3339_LEN] = "";
+    if (st->next_refresh_at) ml_rfc3339(st->next_refresh_at, at);
+    long wait = st->next_refresh_at > time(NULL) ? (long)(st->next_refresh_at - time(NULL)) : 1;
+    if (!st->cached) {
+        ml_respond_unavailable(resp, (int)wait, "rate_limited",
+                               "the human data was downloaded less than %d s ago "
+                               "(--human-min-refresh) and no copy is cached (%s); the next "
+                               "download is allowed at %s",
+                               app->cfg->human_min_refresh,
+                               st->last_error[0] ? st->last_error : "no error recorded", at);
+        return;
+    }
+    ml_buf out = {0};
+    ml_jw jw;
+    ml_jw_init(&jw, &out);
+    ml_jw_object(&jw);
+    ml_jw_kbool(&jw, "refreshed", 0);
+    ml_jw_kstring(&jw, "outcome", "rate_limited");
+    ml_jw_kstring(&jw, "message", "answered from the copy: the last download ended less than "
+                                  "--human-min-refresh seconds ago");
+    ml_jw_kstring(&jw, "next_refresh_at", at);
+    ml_jw_key(&jw, "source");
+    ml_render_human_source(&jw, st);
+    ml_jw_object_end(&jw);
+    ml_respond_writer(resp, 200, &jw);
+}
+
 void ml_h_human_refresh(ml_app *app, ml_worker *w, const ml_request *req, ml_response *resp) {
     (void)w;
     static const char *const args[] = {NULL};
     if (ml_request_check_args(req, args, resp) != 0 || ml_request_no_body(req, resp) != 0) return;
     ml_human_status st;
     ml_err err = {{0}};
-    int rc = ml_human_refresh(app->human, &st, &err);
+    int rc;
+    /* A refresh that finds a download running shares it: it waits (without a worker) and
+     * then reports it, since that download ended after this request arrived. */
+    while ((rc = ml_human_refresh_since(app->human, req->received_at, &st, &err)) == ML_HUMAN_BUSY)
+        if (ml_wait_for(app->coalesce, ML_HUMAN_FETCH_KEY, req, resp)) return;
+    if (rc == ML_HUMAN_RATE_LIMITED) {
+        rate_limited(app, &st, resp);
+        return;
+    }
     if (rc != 0 && !st.cached) {
-        ml_respond_unavailable(resp, ML_HUMAN_RETRY_AFTER, ml_fetch_code_name(st.code),
+        ml_respond_unavailable(resp, retry_after(&st), ml_fetch_code_name(st.code),
                                "the refresh failed and no copy is cached: %s", err.msg);
         return;
     }
@@ -138,6 +194,7 @@ void ml_h_human_refresh(ml_app *app, ml_worker *w, const ml_request *req, ml_res
     ml_jw_object(&jw);
     ml_jw_kbool(&jw, "refreshed", rc == 0);
     ml_jw_kstring(&jw, "outcome", ml_human_outcome_name(st.outcome));
+    ml_jw_kbool(&jw, "shared", st.shared);
     ml_jw_key(&jw, "source");
     ml_render_human_source(&jw, &st);
     if (rc != 0) { /* the good copy is kept and still served; say why it could not be renewed */
@@ -194,12 +251,10 @@ static int parse_compare(const ml_app *app, const ml_request *req, compare_query
         }
         q->max_trial = v;
     }
-    if (episodes * seq_len > ML_SIM_MAX_TRIALS) {
-        ml_respond_error(resp, 400, "too_large",
-                         "episodes x seq_len = %lld trials is more than one request may "
-                         "simulate (%lld)", episodes * seq_len, ML_SIM_MAX_TRIALS);
+    if (ml_check_sync_rows(app, episodes, seq_len,
+                           "lower episodes or seq_len (this endpoint has no async mode)",
+                           resp) != 0)
         return -1;
-    }
     if (q->view.format == ML_FORMAT_CSV && q->view.rows == ML_ROWS_TRIALS &&
         episodes * seq_len > ML_SIM_MAX_DETAIL_TRIALS) {
         ml_respond_error(resp, 400, "too_large",
@@ -233,7 +288,7 @@ static void model_curves_destroy(ml_ref *r) {
 }
 
 static model_curves_obj *simulate_model(ml_app *app, ml_worker *w, const ml_sim_request *rq,
-                                        ml_response *resp) {
+                                        const ml_request *req, ml_response *resp) {
     char key[ML_KEY_LEN], curves_key[ML_KEY_LEN];
     static const ml_view json = {ML_FORMAT_JSON, ML_ROWS_CURVE};
     ml_curves_key(rq, &json, curves_key);
@@ -247,13 +302,19 @@ static model_curves_obj *simulate_model(ml_app *app, ml_worker *w, const ml_sim_
     ml_err err = {{0}};
     model_curves_obj *o = calloc(1, sizeof *o);
     ml_sim_result res;
-    if (!o || ml_app_simulate(app, w, rq, NULL, &res, &err) != 0) {
-        ml_respond_error(resp, 500, "simulation_failed", "%s", o ? err.msg : "out of memory");
+    ml_sync_stop stop = {app, req, NULL};
+    ml_sim_hooks hooks = ml_sync_hooks(&stop);
+    int rc = o ? ml_app_simulate(app, w, rq, &hooks, &res, &err) : -1;
+    if (rc != 0) {
+        if (rc == 1)
+            ml_respond_cancelled(req, resp);
+        else
+            ml_respond_error(resp, 500, "simulation_failed", "%s", o ? err.msg : "out of memory");
         free(o);
         return NULL;
     }
     o->accuracy = res.accuracy;
-    int rc = ml_sim_curves_compute(rq, &res, &o->curves, &err);
+    rc = ml_sim_curves_compute(rq, &res, &o->curves, &err);
     ml_sim_result_free(&res);
     if (rc != 0) {
         free(o);
@@ -268,7 +329,8 @@ static model_curves_obj *simulate_model(ml_app *app, ml_worker *w, const ml_sim_
 
 /* The model plays the dimensions the humans saw (those the targets have). */
 static model_curves_obj *model_side(ml_app *app, ml_worker *w, compare_query *q,
-                                    const ml_human_curves *h, ml_response *resp) {
+                                    const ml_human_curves *h, const ml_request *req,
+                                    ml_response *resp) {
     ml_err err = {{0}};
     int *dims = NULL, n_dims = 0, missing = 0;
     if (ml_compare_dims(h, app->data.target_dims, &dims, &n_dims, &missing, &err) != 0) {
@@ -288,12 +350,12 @@ static model_curves_obj *model_side(ml_app *app, ml_worker *w, compare_query *q,
         ml_respond_error(resp, 500, "internal", "out of memory");
         return NULL;
     }
-    return simulate_model(app, w, &q->rq, resp);
+    return simulate_model(app, w, &q->rq, req, resp);
 }
 
 static void compare(ml_app *app, ml_worker *w, compare_query *q, const ml_human_curves *h,
-                    const ml_human_status *st, ml_response *resp) {
-    model_curves_obj *m = model_side(app, w, q, h, resp);
+                    const ml_human_status *st, const ml_request *req, ml_response *resp) {
+    model_curves_obj *m = model_side(app, w, q, h, req, resp);
     if (!m) return;
     ml_err err = {{0}};
     ml_comparison cmp;
@@ -328,7 +390,8 @@ static void compare(ml_app *app, ml_worker *w, compare_query *q, const ml_human_
 /* rows=trials: the notebook's all_data, the model's episodes on the humans' dimensions and
  * the humans' rows, cached by the simulation's key and the human copy's content. */
 static void compare_trials(ml_app *app, ml_worker *w, compare_query *q, const ml_human_curves *h,
-                           const ml_human_snapshot *snap, ml_response *resp) {
+                           const ml_human_snapshot *snap, const ml_request *req,
+                           ml_response *resp) {
     ml_err err = {{0}};
     int *dims = NULL, n_dims = 0, missing = 0;
     if (ml_compare_dims(h, app->data.target_dims, &dims, &n_dims, &missing, &err) != 0 ||
@@ -357,7 +420,14 @@ static void compare_trials(ml_app *app, ml_worker *w, compare_query *q, const ml
         return;
     }
     ml_sim_result res;
-    if (ml_app_simulate(app, w, &q->rq, NULL, &res, &err) != 0) {
+    ml_sync_stop stop = {app, req, NULL};
+    ml_sim_hooks hooks = ml_sync_hooks(&stop);
+    int rc = ml_app_simulate(app, w, &q->rq, &hooks, &res, &err);
+    if (rc == 1) {
+        ml_respond_cancelled(req, resp);
+        return;
+    }
+    if (rc != 0) {
         ml_respond_error(resp, 500, "simulation_failed", "%s", err.msg);
         return;
     }
@@ -382,7 +452,8 @@ void ml_h_compare(ml_app *app, ml_worker *w, const ml_request *req, ml_response 
     compare_query q;
     if (parse_compare(app, req, &q, resp) != 0) goto done;
     ml_human_status st;
-    ml_human_snapshot *snap = get_snapshot(app, &st, resp);
+    int waiting;
+    ml_human_snapshot *snap = ml_human_copy(app, req, &st, &waiting, resp);
     if (!snap) goto done;
     ml_err err = {{0}};
     human_curves_obj *o = human_curves(app, snap, (int)q.max_trial, q.rq.seed, q.rq.n_boot, &err);
@@ -392,9 +463,9 @@ void ml_h_compare(ml_app *app, ml_worker *w, const ml_request *req, ml_response 
         goto done;
     }
     if (q.view.format == ML_FORMAT_CSV && q.view.rows == ML_ROWS_TRIALS)
-        compare_trials(app, w, &q, &o->c, snap, resp);
+        compare_trials(app, w, &q, &o->c, snap, req, resp);
     else
-        compare(app, w, &q, &o->c, &st, resp);
+        compare(app, w, &q, &o->c, &st, req, resp);
     ml_human_snapshot_unref(snap);
     ml_unref(&o->ref);
 done:

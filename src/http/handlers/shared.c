@@ -24,14 +24,6 @@ int ml_shared_ready(ml_app *app, ml_response *resp) {
     return 0;
 }
 
-static void respond_info(ml_response *resp, int status, ml_job_info *info) {
-    ml_buf out = {0};
-    ml_jw w;
-    ml_jw_init(&w, &out);
-    ml_render_job(&w, info);
-    ml_respond_writer(resp, status, &w);
-}
-
 void ml_start_shared_job(ml_app *app, const ml_sim_request *rq, const char *key,
                          ml_blob *cached, ml_response *resp) {
     ml_err err = {{0}};
@@ -74,7 +66,7 @@ void ml_h_shared_job(ml_app *app, const ml_request *req, ml_response *resp, int 
                          "no job \"%s\" on any replica (unknown, or its result expired; "
                          "finished jobs are kept for --job-ttl seconds)", id);
     } else {
-        respond_info(resp, 200, &info);
+        ml_respond_job_info(&info, resp);
         ml_job_info_free(&info);
     }
 }

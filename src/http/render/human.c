@@ -46,6 +46,13 @@ void ml_render_human_source(ml_jw *w, const ml_human_status *st) {
 void ml_render_human_status(ml_jw *w, const ml_human_status *st) {
     ml_jw_object(w);
     ml_jw_kstring(w, "url", st->url);
+    ml_jw_kbool(w, "available", st->available);
+    ml_jw_key(w, "unavailable");
+    if (st->available)
+        ml_jw_null(w);
+    else
+        ml_jw_string(w, st->unavailable);
+    ml_jw_kbool(w, "downloading", st->fetching);
     ml_jw_kbool(w, "cached", st->cached);
     time_or_null(w, "fetched_at", st->fetched_at);
     time_or_null(w, "validated_at", st->validated_at);
@@ -66,6 +73,8 @@ void ml_render_human_status(ml_jw *w, const ml_human_status *st) {
         ml_jw_string(w, st->notice);
     else
         ml_jw_null(w);
+    if (st->retry_after > 0) ml_jw_kint(w, "retry_after_seconds", st->retry_after);
+    if (st->next_refresh_at) time_or_null(w, "next_refresh_at", st->next_refresh_at);
     ml_jw_object_end(w);
 }
 
@@ -152,6 +161,9 @@ void ml_render_comparison(ml_jw *w, const ml_app *app, const ml_sim_request *rq,
     ml_jw_int(w, (int64_t)rq->seed);
     ml_jw_kint(w, "max_trial", max_trial);
     ml_jw_kint(w, "trials_compared", cmp->n_trials);
+    char replay[96]; /* the same trials replayed on every participant's own sequence */
+    snprintf(replay, sizeof replay, "/v1/human/replay?max_trial=%d", max_trial);
+    ml_jw_kstring(w, "replay_url", replay);
     ml_jw_kbool(w, "model_synthetic", app->model.synthetic);
     ml_jw_kdouble(w, "model_accuracy", cmp->model_accuracy);
     ml_jw_key(w, "overall");
@@ -183,6 +195,12 @@ void ml_render_comparison(ml_jw *w, const ml_app *app, const ml_sim_request *rq,
         ml_jw_string(w, "the model and its items are the SYNTHETIC demo bundle: its dimensions "
                         "are not SPoSE dimensions, so this comparison only exercises the "
                         "machinery");
+    if (cmp->n_trials < max_trial + 1) {
+        snprintf(note, sizeof note,
+                 "the humans' data ends at trial %d: trials %d..%d of the model are not compared",
+                 cmp->n_trials - 1, cmp->n_trials, max_trial);
+        ml_jw_string(w, note);
+    }
     ml_jw_array_end(w);
     ml_render_warnings(w, warn);
     ml_jw_key(w, "source");

@@ -9,6 +9,7 @@
 #include "engine/jobs.h"
 #include "metalign/curve.h"
 #include "metalign/human_curves.h"
+#include "metalign/replay.h"
 #include "metalign/simulate.h"
 #include "util/json_writer.h"
 
@@ -52,7 +53,16 @@ void ml_render_comparison(ml_jw *w, const ml_app *app, const ml_sim_request *rq,
                           const ml_comparison *cmp, const ml_human_curves *h,
                           const ml_human_status *st, const ml_warnings *warn);
 
-/* GET /v1/jobs/<id>. */
+/* GET /v1/human/replay (render/replay.c): the JSON answer (its "trials" array, when the
+ * request included trials, from the bytes ml_render_replay_trials wrote earlier, or rendered
+ * here when trials is NULL), and the tidy CSV table (one row per trial when the request
+ * included trials, else one per participant sequence; 0, or -1 out of memory). */
+void ml_render_replay(ml_jw *w, const ml_app *app, const ml_replay_result *res,
+                      const ml_human_status *st, const ml_blob *trials);
+void ml_render_replay_trials(ml_jw *w, const ml_replay_result *res);
+int ml_render_replay_csv(ml_buf *out, const ml_replay_result *res);
+
+/* GET /v1/jobs/<id>: the job's state, without its result (which the handler appends). */
 void ml_render_job(ml_jw *w, const ml_job_info *j);
 
 #endif
