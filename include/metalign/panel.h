@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "metalign/curve.h"
 #include "metalign/err.h"
 
 #define ML_PANEL_MAX_SERIES 4
@@ -39,15 +40,10 @@ typedef struct ml_panel {
     int n_series;
 } ml_panel;
 
-/* One series' curve over a group of sequences. Where no sequence of the group has trial t,
- * n[t] == 0 and the three values are NaN. */
-typedef struct ml_panel_curve {
-    int n_trials;
-    int64_t *n;          /* (n_trials) sequences with that trial */
-    double *p_correct;   /* (n_trials) mean */
-    double *ci_low;      /* (n_trials) */
-    double *ci_high;     /* (n_trials) */
-} ml_panel_curve;
+/* One series' curve over a group of sequences: the one curve type (metalign/curve.h), n[t]
+ * counting the sequences that have trial t. Where none has it, n[t] == 0 and the three values
+ * are NaN. */
+typedef ml_curve ml_panel_curve;
 
 typedef struct ml_noise_ceiling {
     double r;            /* mean Spearman-Brown corrected split-half r */

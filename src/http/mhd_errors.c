@@ -5,13 +5,12 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <stdarg.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 
-#include "util/buf.h"
-#include "util/json_writer.h"
+#include "http/response.h"
 
 typedef enum MHD_Result (*queue_fn)(struct MHD_Connection *, unsigned int, struct MHD_Response *);
 
@@ -24,27 +23,11 @@ static void find_real(void) {
     real_queue = (queue_fn)(void (*)(void))dlsym(RTLD_NEXT, "MHD_queue_response");
 }
 
-/* {"error": {...}}; NULL when out of memory. */
-static char *error_json(const char *code, const char *message, size_t *len) {
-    ml_buf out = {0};
-    ml_jw w;
-    ml_jw_init(&w, &out);
-    ml_jw_object(&w);
-    ml_jw_key(&w, "error");
-    ml_jw_object(&w);
-    ml_jw_kstring(&w, "code", code);
-    ml_jw_kstring(&w, "message", message);
-    ml_jw_object_end(&w);
-    ml_jw_object_end(&w);
-    char *text = ml_jw_finish(&w) == 0 ? ml_buf_take(&out, len) : NULL;
-    ml_buf_free(&out);
-    return text;
-}
 
 int ml_http_write_error(int fd, unsigned int status, const char *code, const char *message,
                         int retry_after) {
     size_t len = 0;
-    char *body = error_json(code, message, &len);
+    char *body = ml_error_json(code, message, &len);
     if (!body || fd < 0) {
         free(body);
         return -1;
@@ -164,7 +147,7 @@ enum MHD_Result MHD_queue_response(struct MHD_Connection *c, unsigned int status
         return MHD_NO; /* MHD closes the connection, writing nothing more */
     }
     size_t len = 0;
-    char *body = error_json(code, msg, &len);
+    char *body = ml_error_json(code, msg, &len);
     struct MHD_Response *json = body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE) : NULL;
     if (!json) {
         free(body);

@@ -132,10 +132,7 @@ void ml_respond_header(ml_response *r, const char *name, const char *fmt, ...) {
     va_end(ap);
 }
 
-static void error_body(ml_response *r, int status, const char *code, const char *fmt,
-                       va_list ap) {
-    char msg[ML_ERR_MAX];
-    vsnprintf(msg, sizeof msg, fmt, ap);
+char *ml_error_json(const char *code, const char *message, size_t *len) {
     ml_buf out = {0};
     ml_jw w;
     ml_jw_init(&w, &out);
@@ -143,12 +140,20 @@ static void error_body(ml_response *r, int status, const char *code, const char 
     ml_jw_key(&w, "error");
     ml_jw_object(&w);
     ml_jw_kstring(&w, "code", code);
-    ml_jw_kstring(&w, "message", msg);
+    ml_jw_kstring(&w, "message", message);
     ml_jw_object_end(&w);
     ml_jw_object_end(&w);
-    size_t len = 0;
-    char *text = out.oom ? NULL : ml_buf_take(&out, &len);
+    char *text = ml_jw_finish(&w) == 0 ? ml_buf_take(&out, len) : NULL;
     ml_buf_free(&out);
+    return text;
+}
+
+static void error_body(ml_response *r, int status, const char *code, const char *fmt,
+                       va_list ap) {
+    char msg[ML_ERR_MAX];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t len = 0;
+    char *text = ml_error_json(code, msg, &len);
     if (!text) {
         text = strdup("{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}");
         len = text ? strlen(text) : 0;

@@ -72,6 +72,9 @@ void ml_respond_header(ml_response *r, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The table a CSV writer produced (text/csv); a ragged table becomes a 500. */
 void ml_respond_csv(ml_response *r, int status, ml_csv *c);
+/* The error document {"error": {"code", "message"}} as malloc'd text (*len bytes), or NULL
+ * when out of memory: the one place its shape is written. */
+char *ml_error_json(const char *code, const char *message, size_t *len);
 /* {"error": {"code": code, "message": ...}} */
 void ml_respond_error(ml_response *r, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

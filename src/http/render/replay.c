@@ -63,37 +63,9 @@ static void model_fit(ml_jw *w, const ml_replay_fit *f, int per_seq) {
     dnull(w, "pseudo_r2", f->pseudo_r2);
 }
 
-static void values(ml_jw *w, const double *v, const int64_t *n, int n_trials) {
-    ml_jw_array(w);
-    for (int t = 0; t < n_trials; t++) {
-        if (n[t] > 0)
-            ml_jw_double_or_null(w, v[t]);
-        else
-            ml_jw_null(w);
-    }
-    ml_jw_array_end(w);
-}
-
-/* As ml_render_curve, for a panel's curve: null where no sequence has the trial. */
+/* A panel's curve is an ml_curve: null where no sequence has the trial. */
 static void panel_curve(ml_jw *w, const ml_panel_curve *c, int n_boot) {
-    ml_jw_object(w);
-    ml_jw_key(w, "p_correct");
-    values(w, c->p_correct, c->n, c->n_trials);
-    ml_jw_key(w, "ci_low");
-    if (n_boot > 0)
-        values(w, c->ci_low, c->n, c->n_trials);
-    else
-        ml_jw_null(w);
-    ml_jw_key(w, "ci_high");
-    if (n_boot > 0)
-        values(w, c->ci_high, c->n, c->n_trials);
-    else
-        ml_jw_null(w);
-    ml_jw_key(w, "n");
-    ml_jw_array(w);
-    for (int t = 0; t < c->n_trials; t++) ml_jw_int(w, c->n[t]);
-    ml_jw_array_end(w);
-    ml_jw_object_end(w);
+    ml_render_curve(w, c, c->n_trials, n_boot, 1);
 }
 
 static void curves(ml_jw *w, const ml_replay_group *g, const ml_replay_request *rq) {
