@@ -17,8 +17,10 @@ typedef void (*ml_par_fn)(void *ctx, long begin, long end, int tid);
 
 typedef struct ml_pool ml_pool;
 
-/* A pool of n_threads - 1 workers (the caller is the n-th thread). */
-ml_pool *ml_pool_new(int n_threads, ml_err *err);
+/* A pool of n_threads - 1 workers (the caller is the n-th thread). openmp (builds with
+ * OpenMP, i.e. the oneDNN back end): no threads of its own; each job runs on the calling
+ * thread's OpenMP team, the threads oneDNN's GEMMs run on. */
+ml_pool *ml_pool_new(int n_threads, int openmp, ml_err *err);
 void ml_pool_free(ml_pool *p);
 int ml_pool_size(const ml_pool *p); /* n_threads */
 
