@@ -177,8 +177,9 @@ void ml_transformer_blocks(const ml_model *m, ml_workspace *ws, int B, int S, in
         /* h = h + gelu(LayerNorm(h) @ W1^T (+ b1)) @ W2^T (+ b2) */
         if (F > 0) {
             ml_op_layernorm(par, ws->act, ws->h, p->ln2_w + lC, p->ln2_b + lC, N, C);
-            ml_op_matmul_gelu(par, ws->wide, ws->act, p->fc1_w + lF * C, C,
-                              p->fc1_b ? p->fc1_b + lF : NULL, N, C, F);
+            ml_op_matmul(par, ws->wide, ws->act, p->fc1_w + lF * C, C,
+                         p->fc1_b ? p->fc1_b + lF : NULL, N, C, F, 0);
+            ml_op_gelu(par, ws->wide, (long)N * F);
             ml_op_matmul(par, ws->h, ws->wide, p->fc2_w + lC * F, F,
                          p->fc2_b ? p->fc2_b + lC : NULL, N, F, C, 1);
         }

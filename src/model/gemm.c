@@ -65,10 +65,6 @@ int ml_gemm_run(ml_gemm_ctx *c, int threads, float *out, const float *inp, const
     (void)IC, (void)OC, (void)accumulate;
     return -1;
 }
-int ml_gemm_run_gelu(ml_gemm_ctx *c, int threads, float *out, const float *inp, const float *w,
-                     int ldw, const float *bias, int N, int IC, int OC) {
-    return ml_gemm_run(c, threads, out, inp, w, ldw, bias, N, IC, OC, 0);
-}
 
 #else /* ML_HAVE_ONEDNN */
 
@@ -98,7 +94,7 @@ struct ml_gemm_set {
 
 typedef struct prim {
     const gemm_w *w;
-    int N, bias, accumulate, gelu;
+    int N, bias, accumulate;
     dnnl_primitive_t p;
     dnnl_memory_t src, dst, b, scratch;
     size_t scratch_bytes;
@@ -157,8 +153,7 @@ const char *ml_gemm_describe(ml_gemm_backend b, char *buf, size_t len) {
 /* out (N, OC) = src (N, IC) @ weights (IC, OC) [+ bias (1, OC)] [+ out]: the primitive
  * descriptor, weights in wmd (any: let oneDNN choose). */
 static dnnl_status_t matmul_pd(dnnl_primitive_desc_t *pd, int N, int IC, int OC,
-                               const dnnl_memory_desc_t *wmd, int bias, int accumulate,
-                               int gelu) {
+                               const dnnl_memory_desc_t *wmd, int bias, int accumulate) {
     dnnl_memory_desc_t src, dst, b;
     dnnl_dims_t sd = {N, IC}, dd = {N, OC}, bd = {1, OC};
     dnnl_status_t st = dnnl_memory_desc_init_by_tag(&src, 2, sd, dnnl_f32, dnnl_ab);
@@ -172,12 +167,9 @@ static dnnl_status_t matmul_pd(dnnl_primitive_desc_t *pd, int N, int IC, int OC,
     /* the scratch memory is the workspace's (one per thread), not the library's */
     if (st == dnnl_success)
         st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
-    if (st == dnnl_success && (accumulate || gelu)) {
+    if (st == dnnl_success && accumulate) {
         st = dnnl_post_ops_create(&po);
-        if (st == dnnl_success && accumulate) st = dnnl_post_ops_append_sum(po, 1.0f);
-        /* gelu(x) = x/2 (1 + erf(x / sqrt 2)), oneDNN's erf (max error ~1e-7) */
-        if (st == dnnl_success && gelu)
-            st = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_gelu_erf, 0.0f, 0.0f);
+        if (st == dnnl_success) st = dnnl_post_ops_append_sum(po, 1.0f);
         if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(attr, po);
     }
     if (st == dnnl_success) st = dnnl_primitive_desc_create(pd, &md, attr, engine, NULL);
@@ -230,7 +222,7 @@ int ml_gemm_set_add(ml_gemm_set *s, const float *w, int ldw, int OC, int IC, ml_
     DNNL_TRY(dnnl_memory_desc_init_by_strides(&wplain, 2, wd, dnnl_f32, ws), "weights layout");
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&wany, 2, wd, dnnl_f32, dnnl_format_tag_any),
              "weights layout");
-    DNNL_TRY(matmul_pd(&pd, ML_GEMM_LAYOUT_ROWS, IC, OC, &wany, 0, 0, 0), "matmul descriptor");
+    DNNL_TRY(matmul_pd(&pd, ML_GEMM_LAYOUT_ROWS, IC, OC, &wany, 0, 0), "matmul descriptor");
     e->md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     const char *impl = NULL;
     if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
@@ -324,11 +316,10 @@ static dnnl_status_t arg_memory(dnnl_memory_t *m, const_dnnl_primitive_desc_t pd
 }
 
 static int make_prim(ml_gemm_ctx *c, prim *p, const gemm_w *w, int N, int bias,
-                     int accumulate, int gelu, ml_err *err) {
+                     int accumulate, ml_err *err) {
     dnnl_primitive_desc_t pd = NULL;
     memset(p, 0, sizeof *p);
-    DNNL_TRY(matmul_pd(&pd, N, w->IC, w->OC, &w->md, bias, accumulate, gelu),
-             "matmul descriptor");
+    DNNL_TRY(matmul_pd(&pd, N, w->IC, w->OC, &w->md, bias, accumulate), "matmul descriptor");
     DNNL_TRY(dnnl_primitive_create(&p->p, pd), "matmul primitive");
     DNNL_TRY(arg_memory(&p->src, pd, dnnl_query_src_md, 0), "matmul memory");
     DNNL_TRY(arg_memory(&p->dst, pd, dnnl_query_dst_md, 0), "matmul memory");
@@ -353,7 +344,6 @@ static int make_prim(ml_gemm_ctx *c, prim *p, const gemm_w *w, int N, int bias,
     p->N = N;
     p->bias = bias;
     p->accumulate = accumulate;
-    p->gelu = gelu;
     return 0;
 fail:
     if (pd) dnnl_primitive_desc_destroy(pd);
@@ -363,28 +353,25 @@ fail:
 
 /* The ctx's primitive for this call, made on first use; the least recently used slot goes
  * when all are taken. */
-static prim *get_prim(ml_gemm_ctx *c, const gemm_w *w, int N, int bias, int accumulate,
-                      int gelu) {
+static prim *get_prim(ml_gemm_ctx *c, const gemm_w *w, int N, int bias, int accumulate) {
     prim *lru = NULL;
     for (int i = 0; i < c->n_prims; i++) {
         prim *p = &c->prims[i];
-        if (p->w == w && p->N == N && p->bias == bias && p->accumulate == accumulate &&
-            p->gelu == gelu)
-            return p;
+        if (p->w == w && p->N == N && p->bias == bias && p->accumulate == accumulate) return p;
         if (!lru || p->used < lru->used) lru = p;
     }
     prim *p = c->n_prims < ML_GEMM_CTX_PRIMS ? &c->prims[c->n_prims] : lru;
     if (p == lru) prim_free(p);
     ml_err err;
-    if (make_prim(c, p, w, N, bias, accumulate, gelu, &err) != 0) return NULL;
+    if (make_prim(c, p, w, N, bias, accumulate, &err) != 0) return NULL;
     if (p == &c->prims[c->n_prims]) c->n_prims++;
     return p;
 }
 
-static int run(ml_gemm_ctx *c, int threads, float *out, const float *inp, const float *w,
-               int ldw, const float *bias, int N, int IC, int OC, int accumulate, int gelu) {
+int ml_gemm_run(ml_gemm_ctx *c, int threads, float *out, const float *inp, const float *w,
+                int ldw, const float *bias, int N, int IC, int OC, int accumulate) {
     const gemm_w *e = c && N > 0 ? find(c->set, w, ldw, OC, IC) : NULL;
-    prim *p = e ? get_prim(c, e, N, bias != NULL, accumulate, gelu) : NULL;
+    prim *p = e ? get_prim(c, e, N, bias != NULL, accumulate) : NULL;
     if (!p) {
         if (c) c->fallbacks++;
         return -1;
@@ -418,16 +405,6 @@ static int run(ml_gemm_ctx *c, int threads, float *out, const float *inp, const 
         dnnl_stream_wait(c->stream) != dnnl_success)
         return -2;
     return 0;
-}
-
-int ml_gemm_run(ml_gemm_ctx *c, int threads, float *out, const float *inp, const float *w,
-                int ldw, const float *bias, int N, int IC, int OC, int accumulate) {
-    return run(c, threads, out, inp, w, ldw, bias, N, IC, OC, accumulate, 0);
-}
-
-int ml_gemm_run_gelu(ml_gemm_ctx *c, int threads, float *out, const float *inp, const float *w,
-                     int ldw, const float *bias, int N, int IC, int OC) {
-    return run(c, threads, out, inp, w, ldw, bias, N, IC, OC, 0, 1);
 }
 
 #endif /* ML_HAVE_ONEDNN */

@@ -62,9 +62,4 @@ long ml_gemm_ctx_fallbacks(const ml_gemm_ctx *c);
 int ml_gemm_run(ml_gemm_ctx *c, int threads, float *out, const float *inp, const float *w,
                 int ldw, const float *bias, int N, int IC, int OC, int accumulate);
 
-/* The same with out = gelu(inp @ w^T (+ bias)) (the exact erf form, oneDNN's erf) in one
- * pass over out; never accumulating. */
-int ml_gemm_run_gelu(ml_gemm_ctx *c, int threads, float *out, const float *inp, const float *w,
-                     int ldw, const float *bias, int N, int IC, int OC);
-
 #endif

@@ -87,21 +87,6 @@ void ml_op_matmul(const ml_par *p, float *out, const float *inp, const float *w,
                 out, OC);
 }
 
-void ml_op_matmul_gelu(const ml_par *p, float *out, const float *inp, const float *w, int ldw,
-                       const float *bias, int N, int IC, int OC) {
-    if (p && p->gemm && IC > 0) {
-        int rc = ml_gemm_run_gelu(p->gemm, p->threads, out, inp, w, ldw, bias, N, IC, OC);
-        if (rc == 0) return;
-        if (rc == -2) {
-            fprintf(stderr, "metalign: oneDNN failed running a %d x %d x %d matmul it had "
-                            "accepted; aborting\n", N, IC, OC);
-            abort();
-        }
-    }
-    ml_op_matmul(p, out, inp, w, ldw, bias, N, IC, OC, 0);
-    ml_op_gelu(p, out, (long)N * OC);
-}
-
 typedef struct ln_ctx {
     float *out;
     const float *inp, *w, *b;

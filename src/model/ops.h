@@ -37,11 +37,6 @@ float *ml_alloc_floats(size_t n);
 void ml_op_matmul(const ml_par *p, float *out, const float *inp, const float *w, int ldw,
                   const float *bias, int N, int IC, int OC, int accumulate);
 
-/* out (N, OC) = gelu(inp @ w^T (+ bias)): on oneDNN one pass (GELU as the matmul's post-op,
- * oneDNN's erf), else ml_op_matmul then ml_op_gelu. */
-void ml_op_matmul_gelu(const ml_par *p, float *out, const float *inp, const float *w, int ldw,
-                       const float *bias, int N, int IC, int OC);
-
 /* out (N, C) = LayerNorm(inp (N, C)) * w + b, eps 1e-5, biased variance; out may be inp. */
 void ml_op_layernorm(const ml_par *p, float *out, const float *inp, const float *w,
                      const float *b, int N, int C);
