@@ -12,6 +12,8 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 #include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #endif
 
 #ifndef ML_GEMM_DEFAULT_ONEDNN
@@ -52,10 +54,21 @@ ml_gemm_backend ml_gemm_set_backend(const ml_gemm_set *s) {
 size_t ml_gemm_set_bytes(const ml_gemm_set *s) { return (void)s, 0; }
 int ml_gemm_set_count(const ml_gemm_set *s) { return (void)s, 0; }
 unsigned long ml_gemm_set_id(const ml_gemm_set *s) { return (void)s, 0; }
+size_t ml_gemm_set_drop_plain(ml_gemm_set *s) { return (void)s, 0; }
+int ml_gemm_set_dropped(const ml_gemm_set *s, const float *w, int ldw, int OC, int IC) {
+    (void)s, (void)w, (void)ldw, (void)OC, (void)IC;
+    return 0;
+}
+int ml_gemm_unpack(const ml_gemm_set *s, const float *w, int ldw, int OC, int IC, float *out,
+                   ml_err *err) {
+    (void)s, (void)w, (void)ldw, (void)OC, (void)IC, (void)out;
+    return ml_errf(err, "no GEMM back end");
+}
 ml_gemm_ctx *ml_gemm_ctx_new(const ml_gemm_set *s, ml_err *err) {
     (void)s;
     return ml_errp(err, "no GEMM back end");
 }
+
 void ml_gemm_ctx_free(ml_gemm_ctx *c) { (void)c; }
 const ml_gemm_set *ml_gemm_ctx_set(const ml_gemm_ctx *c) { return (void)c, NULL; }
 long ml_gemm_ctx_fallbacks(const ml_gemm_ctx *c) { return (void)c, 0; }
@@ -72,9 +85,9 @@ int ml_gemm_run(ml_gemm_ctx *c, int threads, float *out, const float *inp, const
  * picks for these shapes does not depend on the row count (checked from 1 to 6,400 rows:
  * blocks of 16 input x 64 output features), so one prepared copy serves every call. */
 #define ML_GEMM_LAYOUT_ROWS 4096
-/* Primitives a workspace keeps: one per (matrix, rows, bias, accumulate) it has run. A pass
- * uses a few per matrix (the full calls and the last, shorter one); past this, the oldest
- * slot is reused. */
+/* Primitives a workspace keeps: one per (shape, rows, bias, accumulate) it has run. A
+ * pass uses a few per shape (the full calls and the last, shorter one); past this, the least
+ * recently used slot is reused. */
 #define ML_GEMM_CTX_PRIMS 256
 
 typedef struct gemm_w {
@@ -89,11 +102,12 @@ struct ml_gemm_set {
     gemm_w *w;
     int n, cap;
     size_t bytes;
+    int dropped; /* ml_gemm_set_drop_plain ran */
     char impl[64]; /* the implementation the layout came from, e.g. "brg:avx512_core" */
 };
 
 typedef struct prim {
-    const gemm_w *w;
+    const gemm_w *w; /* the matrix it was made for: its shape and layout */
     int N, bias, accumulate;
     dnnl_primitive_t p;
     dnnl_memory_t src, dst, b, scratch;
@@ -178,6 +192,36 @@ static dnnl_status_t matmul_pd(dnnl_primitive_desc_t *pd, int N, int IC, int OC,
     return st;
 }
 
+/* One reorder between two layouts of the same matrix, src to dst. */
+static int reorder(const dnnl_memory_desc_t *from, const void *src, const dnnl_memory_desc_t *to,
+                   void *dst, ml_err *err) {
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_primitive_t r = NULL;
+    dnnl_memory_t a = NULL, b = NULL;
+    dnnl_stream_t stream = NULL;
+    DNNL_TRY(dnnl_memory_create(&a, from, engine, (void *)src), "reorder memory");
+    DNNL_TRY(dnnl_memory_create(&b, to, engine, dst), "reorder memory");
+    DNNL_TRY(dnnl_reorder_primitive_desc_create(&rpd, from, engine, to, engine, NULL), "reorder");
+    DNNL_TRY(dnnl_primitive_create(&r, rpd), "reorder");
+    DNNL_TRY(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags), "stream");
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, a}, {DNNL_ARG_TO, b}};
+    DNNL_TRY(dnnl_primitive_execute(r, stream, 2, args), "reorder");
+    DNNL_TRY(dnnl_stream_wait(stream), "reorder");
+    dnnl_stream_destroy(stream);
+    dnnl_primitive_destroy(r);
+    dnnl_primitive_desc_destroy(rpd);
+    dnnl_memory_destroy(a);
+    dnnl_memory_destroy(b);
+    return 0;
+fail:
+    if (stream) dnnl_stream_destroy(stream);
+    if (r) dnnl_primitive_destroy(r);
+    if (rpd) dnnl_primitive_desc_destroy(rpd);
+    if (a) dnnl_memory_destroy(a);
+    if (b) dnnl_memory_destroy(b);
+    return -1;
+}
+
 ml_gemm_set *ml_gemm_set_new(ml_gemm_backend b, ml_err *err) {
     if (b != ML_GEMM_ONEDNN)
         return ml_errp(err, "the %s back end needs no prepared weights",
@@ -212,10 +256,7 @@ int ml_gemm_set_add(ml_gemm_set *s, const float *w, int ldw, int OC, int IC, ml_
     }
     gemm_w *e = &s->w[s->n];
     memset(e, 0, sizeof *e);
-    dnnl_primitive_desc_t pd = NULL, rpd = NULL;
-    dnnl_primitive_t reorder = NULL;
-    dnnl_memory_t plain = NULL;
-    dnnl_stream_t stream = NULL;
+    dnnl_primitive_desc_t pd = NULL;
     /* w (OC, IC) row-major is the weights (IC, OC) with strides (1, ldw) */
     dnnl_memory_desc_t wplain, wany;
     dnnl_dims_t wd = {IC, OC}, ws = {1, ldw};
@@ -232,33 +273,21 @@ int ml_gemm_set_add(ml_gemm_set *s, const float *w, int ldw, int OC, int IC, ml_
     }
     DNNL_TRY(dnnl_memory_create(&e->mem, &e->md, engine, DNNL_MEMORY_ALLOCATE),
              "memory for the prepared weights");
-    DNNL_TRY(dnnl_memory_create(&plain, &wplain, engine, (void *)w), "weights memory");
-    DNNL_TRY(dnnl_reorder_primitive_desc_create(&rpd, &wplain, engine, &e->md, engine, NULL),
-             "weights reorder");
-    DNNL_TRY(dnnl_primitive_create(&reorder, rpd), "weights reorder");
-    DNNL_TRY(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags), "stream");
-    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, e->mem}};
-    DNNL_TRY(dnnl_primitive_execute(reorder, stream, 2, args), "weights reorder");
-    DNNL_TRY(dnnl_stream_wait(stream), "weights reorder");
+    void *prepared = NULL;
+    DNNL_TRY(dnnl_memory_get_data_handle(e->mem, &prepared), "memory for the prepared weights");
+    if (reorder(&wplain, w, &e->md, prepared, err) != 0) goto fail;
     e->w = w;
     e->ldw = ldw;
     e->OC = OC;
     e->IC = IC;
     s->bytes += dnnl_memory_desc_get_size(&e->md);
     s->n++;
-    dnnl_stream_destroy(stream);
-    dnnl_primitive_destroy(reorder);
-    dnnl_primitive_desc_destroy(rpd);
-    dnnl_memory_destroy(plain);
     dnnl_primitive_desc_destroy(pd);
     return 0;
 fail:
-    if (stream) dnnl_stream_destroy(stream);
-    if (reorder) dnnl_primitive_destroy(reorder);
-    if (rpd) dnnl_primitive_desc_destroy(rpd);
-    if (plain) dnnl_memory_destroy(plain);
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (e->mem) dnnl_memory_destroy(e->mem);
+    e->mem = NULL;
     return ml_err_prefix(err, "preparing a %d x %d weight matrix for oneDNN", OC, IC);
 }
 
@@ -269,10 +298,53 @@ void ml_gemm_set_free(ml_gemm_set *s) {
     free(s);
 }
 
+size_t ml_gemm_set_drop_plain(ml_gemm_set *s) {
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    size_t given = 0;
+    for (int i = 0; s && i < s->n; i++) {
+        const gemm_w *e = &s->w[i];
+        if (e->ldw != e->IC) continue; /* a strided slice's range holds other columns */
+        uintptr_t a = (uintptr_t)e->w, b = a + sizeof(float) * (size_t)e->OC * (size_t)e->IC;
+        a = (a + page - 1) & ~(page - 1);
+        b &= ~(page - 1);
+        if (b > a && madvise((void *)a, b - a, MADV_DONTNEED) == 0) given += b - a;
+    }
+    if (s) s->dropped = 1;
+    return given;
+}
+
+int ml_gemm_set_dropped(const ml_gemm_set *s, const float *w, int ldw, int OC, int IC) {
+    if (!s || !s->dropped || OC < 1) return 0;
+    /* any matrix overlapping a dropped range may have lost pages */
+    const float *end = w + (size_t)(OC - 1) * (size_t)ldw + (size_t)IC;
+    for (int i = 0; i < s->n; i++) {
+        const gemm_w *e = &s->w[i];
+        if (e->ldw != e->IC) continue;
+        const float *eb = e->w, *ee = e->w + (size_t)e->OC * (size_t)e->IC;
+        if (w < ee && eb < end) return 1;
+    }
+    return 0;
+}
+
+int ml_gemm_unpack(const ml_gemm_set *s, const float *w, int ldw, int OC, int IC, float *out,
+                   ml_err *err) {
+    const gemm_w *e = s ? find(s, w, ldw, OC, IC) : NULL;
+    if (!e)
+        return ml_errf(err, "a %d x %d matrix that was not prepared cannot be unpacked", OC, IC);
+    dnnl_memory_desc_t plain;
+    dnnl_dims_t wd = {IC, OC}, ws = {1, IC};
+    void *data = NULL;
+    if (dnnl_memory_desc_init_by_strides(&plain, 2, wd, dnnl_f32, ws) != dnnl_success ||
+        dnnl_memory_get_data_handle(e->mem, &data) != dnnl_success || !data)
+        return ml_errf(err, "oneDNN: the prepared weights cannot be read back");
+    return reorder(&e->md, data, &plain, out, err);
+}
+
 ml_gemm_backend ml_gemm_set_backend(const ml_gemm_set *s) {
     (void)s;
     return ML_GEMM_ONEDNN;
 }
+
 size_t ml_gemm_set_bytes(const ml_gemm_set *s) { return s ? s->bytes : 0; }
 int ml_gemm_set_count(const ml_gemm_set *s) { return s ? s->n : 0; }
 unsigned long ml_gemm_set_id(const ml_gemm_set *s) { return s ? s->id : 0; }
@@ -356,8 +428,12 @@ fail:
 static prim *get_prim(ml_gemm_ctx *c, const gemm_w *w, int N, int bias, int accumulate) {
     prim *lru = NULL;
     for (int i = 0; i < c->n_prims; i++) {
+        /* a primitive takes its weights when it runs: one serves every matrix of the shape
+         * (the 6 layers' fc1, say) */
         prim *p = &c->prims[i];
-        if (p->w == w && p->N == N && p->bias == bias && p->accumulate == accumulate) return p;
+        if (p->N == N && p->w->OC == w->OC && p->w->IC == w->IC && p->bias == bias &&
+            p->accumulate == accumulate && dnnl_memory_desc_equal(&p->w->md, &w->md))
+            return p;
         if (!lru || p->used < lru->used) lru = p;
     }
     prim *p = c->n_prims < ML_GEMM_CTX_PRIMS ? &c->prims[c->n_prims] : lru;

@@ -46,6 +46,17 @@ int ml_gemm_set_count(const ml_gemm_set *s);
  * was made for, since a freed set's address may come back. */
 unsigned long ml_gemm_set_id(const ml_gemm_set *s);
 
+/* Gives the memory of the loaded copies of the set's contiguous matrices (row stride == row
+ * length) back to the system, whole pages only (the prepared copies are what the passes
+ * read); returns the bytes given back. After this, a prepared matrix reaches OpenBLAS only
+ * through ml_gemm_unpack. */
+size_t ml_gemm_set_drop_plain(ml_gemm_set *s);
+/* Whether w's loaded copy was given back (w one of the set's matrices, or inside one). */
+int ml_gemm_set_dropped(const ml_gemm_set *s, const float *w, int ldw, int OC, int IC);
+/* out (OC, IC), row stride IC = the prepared copy of w, back in the loaded layout. */
+int ml_gemm_unpack(const ml_gemm_set *s, const float *w, int ldw, int OC, int IC, float *out,
+                   ml_err *err);
+
 /* One thread's primitives (by shape) and scratch memory over a set: a workspace owns one. */
 typedef struct ml_gemm_ctx ml_gemm_ctx;
 

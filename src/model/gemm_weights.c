@@ -51,6 +51,10 @@ static int add_all(ml_gemm_set *s, const ml_model *m, ml_err *err) {
 }
 
 int ml_model_prepare_gemm(ml_model *m, int backend, ml_err *err) {
+    if (m->loaded_released)
+        return ml_errf(err, "%s: the loaded weights were given back after they were prepared; "
+                            "load the model again to prepare it for another back end",
+                       m->path ? m->path : "the model");
     ml_gemm_set_free(m->gemm);
     m->gemm = NULL;
     if (backend == ML_GEMM_OPENBLAS) return 0; /* cblas_sgemm takes the weights as loaded */

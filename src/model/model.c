@@ -36,6 +36,12 @@ const char *ml_model_gemm_library(const ml_model *m, char *buf, size_t len) {
     return buf;
 }
 
+size_t ml_model_release_loaded_weights(ml_model *m) {
+    if (!m->gemm) return 0;
+    m->loaded_released = 1;
+    return ml_gemm_set_drop_plain(m->gemm);
+}
+
 static int later(const ml_model *m) { return m->generation == ML_GEN_METALEARNER; }
 
 ml_arch ml_model_arch(const ml_model *m) {

@@ -63,6 +63,7 @@ static void bias_rows(void *vctx, long begin, long end, int tid) {
 /* The bias goes in first, so the GEMM adds onto it (beta = 1). */
 void ml_op_matmul(const ml_par *p, float *out, const float *inp, const float *w, int ldw,
                   const float *bias, int N, int IC, int OC, int accumulate) {
+    float *unpacked = NULL;
     if (p && p->gemm && IC > 0) {
         int rc = ml_gemm_run(p->gemm, p->threads, out, inp, w, ldw, bias, N, IC, OC, accumulate);
         if (rc == 0) return;
@@ -71,6 +72,20 @@ void ml_op_matmul(const ml_par *p, float *out, const float *inp, const float *w,
             fprintf(stderr, "metalign: oneDNN failed running a %d x %d x %d matmul it had "
                             "accepted; aborting\n", N, IC, OC);
             abort();
+        }
+        /* no primitive for it (out of memory?): OpenBLAS, on the loaded copy if it was kept */
+        const ml_gemm_set *s = ml_gemm_ctx_set(p->gemm);
+        if (ml_gemm_set_dropped(s, w, ldw, OC, IC)) {
+            ml_err err;
+            unpacked = ml_alloc_floats((size_t)OC * (size_t)IC);
+            if (!unpacked || ml_gemm_unpack(s, w, ldw, OC, IC, unpacked, &err) != 0) {
+                fprintf(stderr, "metalign: a %d x %d x %d matmul could run neither on oneDNN "
+                                "nor on OpenBLAS (its weights are only in oneDNN's layout); "
+                                "aborting\n", N, IC, OC);
+                abort();
+            }
+            w = unpacked;
+            ldw = IC;
         }
     }
     float beta = accumulate ? 1.0f : 0.0f;
@@ -85,6 +100,7 @@ void ml_op_matmul(const ml_par *p, float *out, const float *inp, const float *w,
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, ldw, beta,
                 out, OC);
+    free(unpacked);
 }
 
 typedef struct ln_ctx {

@@ -178,9 +178,55 @@ static void test_model_on_backend(void) {
     ml_model_free(&m);
 }
 
+/* A service gives the loaded copies back (oneDNN reads only its own): the passes answer
+ * bit for bit as before, the prepared copies unpack to the loaded weights exactly, and the
+ * model refuses to be prepared again. With OpenBLAS nothing is given back. */
+static void test_release_loaded_weights(void) {
+    ml_err err = {{0}};
+    ml_model a, b;
+    const char *path = FIXTUREF("model/%s.safetensors", "rope_emb");
+    REQUIRE_MSG(ml_model_load(&a, path, 0, &err) == 0, "%s", err.msg);
+    if (ml_model_load(&b, path, 0, &err) != 0) {
+        CHECK_MSG(0, "%s", err.msg);
+        ml_model_free(&a);
+        return;
+    }
+    size_t given = ml_model_release_loaded_weights(&a);
+    int onednn = ml_gemm_build_backend() == ML_GEMM_ONEDNN;
+    CHECK(onednn ? a.loaded_released : given == 0);
+    int B = 2, S = 7, In = a.cfg.input_size, C = a.cfg.hidden_size;
+    ml_workspace *wa = ml_workspace_new(&a, B * S, S, &err), *wb = ml_workspace_new(&b, B * S, S, &err);
+    float *inp = rand_floats((size_t)B * S * In), *la = ml_alloc_floats((size_t)B * S),
+          *lb = ml_alloc_floats((size_t)B * S);
+    REQUIRE(wa && wb && inp && la && lb);
+    CHECK(ml_forward(&a, wa, inp, B, S, NULL, la, &err) == 0);
+    CHECK(ml_forward(&b, wb, inp, B, S, NULL, lb, &err) == 0);
+    CHECK(memcmp(la, lb, sizeof(float) * (size_t)B * S) == 0);
+    CHECK_EQ_INT((int)ml_gemm_ctx_fallbacks(wa->gemm), 0);
+    if (onednn) {
+        float *w = ml_alloc_floats((size_t)3 * C * C);
+        REQUIRE(w);
+        CHECK(ml_gemm_unpack(a.gemm, a.params.qkv_w, C, 3 * C, C, w, &err) == 0);
+        CHECK(memcmp(w, b.params.qkv_w, sizeof(float) * 3 * (size_t)C * C) == 0);
+        CHECK(ml_gemm_set_dropped(a.gemm, a.params.qkv_w, C, 3 * C, C));
+        CHECK(!ml_gemm_set_dropped(b.gemm, b.params.qkv_w, C, 3 * C, C));
+        free(w);
+        CHECK(ml_model_prepare_gemm(&a, ML_GEMM_ONEDNN, &err) != 0);
+        CHECK_STR_CONTAINS(err.msg, "load the model again");
+    }
+    ml_workspace_free(wa);
+    ml_workspace_free(wb);
+    free(inp);
+    free(la);
+    free(lb);
+    ml_model_free(&a);
+    ml_model_free(&b);
+}
+
 int main(void) {
     RUN(test_build_backend);
     RUN(test_every_form);
     RUN(test_model_on_backend);
+    RUN(test_release_loaded_weights);
     return UT_DONE();
 }
