@@ -39,6 +39,8 @@ int ml_app_load(ml_app *app, const ml_config *cfg, ml_err *err) {
     ml_data_paths paths = {cfg->backbone, cfg->targets, cfg->item_ids, cfg->things_images};
     if (ml_dataset_load(&app->data, &paths, err) != 0) return -1;
     if (check_shapes(&app->model, &app->data, err) != 0) return -1;
+    /* the daemon keeps its one model: with oneDNN, only the prepared weights are read */
+    ml_model_release_loaded_weights(&app->model);
 
     /* the model's own limit (learned positions, the later transformer's sl), else the
      * workspace's */
@@ -91,9 +93,10 @@ int ml_app_start(ml_app *app, const char *const *route_names, int n_routes, ml_e
     /* Every thread so far but this one is OpenBLAS's; the HTTP threads, started later from
      * this thread, keep its priority. */
     lower_priority(0);
-    /* What every model request needs, made now rather than by the first one (which would
-     * pay for the items' encodings and the workspace's page faults: ~0.1 s at seed size).
-     * Runs at full priority on this thread, before the daemon says it is ready. */
+    /* What every model request needs, made now rather than by the first one: the items'
+     * encodings (~0.05 s at seed size) and the first runner. Its workspace is not written
+     * here: on huge pages its first pass faults it in for ~10 ms, within the requests' own
+     * spread (docs/PERFORMANCE.md), and the daemon's memory at /readyz stays ~90 MB lower. */
     ml_runner *first = ml_app_runner_acquire(app, err);
     if (!first) return ml_err_prefix(err, "preparing the forward pass");
     ml_app_runner_release(app, first);
@@ -174,7 +177,6 @@ ml_runner *ml_app_runner_acquire(ml_app *app, ml_err *err) {
         free(r);
         return NULL;
     }
-    ml_runner_touch(r);
     pthread_mutex_lock(&st->mu);
     st->made++;
     pthread_mutex_unlock(&st->mu);

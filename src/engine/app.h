@@ -99,8 +99,8 @@ void ml_app_free(ml_app *app);
 /* Frees a worker context the caller made (the compute workers free their own). */
 void ml_app_worker_free(ml_worker *w);
 /* A runner for one request, the items' encodings made first if they are not yet: the most
- * recently released runner (hot), else a new one with its memory made resident. Give it back
- * with ml_app_runner_release when the request is done with it. */
+ * recently released runner (hot), else a new one. Give it back with ml_app_runner_release
+ * when the request is done with it. */
 ml_runner *ml_app_runner_acquire(ml_app *app, ml_err *err);
 void ml_app_runner_release(ml_app *app, ml_runner *r);
 /* Runners made so far (the first at start-up; more only for overlapping requests). */
