@@ -121,7 +121,9 @@ class Daemon:
         self.ready_s = time.perf_counter() - t0
         self.rss_ready = self.rss()
         server = json.loads(request(port, "GET", "/v1/info")[1])["server"]
-        self.gemm, self.gemm_library = server["gemm"], server["gemm_library"]
+        # a daemon from before the GEMM back ends were reported runs OpenBLAS
+        self.gemm = server.get("gemm", "openblas")
+        self.gemm_library = server.get("gemm_library", "OpenBLAS")
         self.blas_core = server["blas_core"]
 
     def rss(self):

@@ -1,6 +1,7 @@
 /* A tiny fork-join thread pool for the non-GEMM parts of the forward pass (internal to
  * src/model/). Workers sleep on a condition variable between jobs, so they never compete with
- * OpenBLAS's own threads while a GEMM runs.
+ * OpenBLAS's own threads while a GEMM runs. With the oneDNN back end it has no threads of its
+ * own: jobs run on the OpenMP team oneDNN's GEMMs run on (ml_pool_new's openmp).
  *
  * Why a second pool beside the engine's compute workers (engine/workers.h): those run whole
  * requests, one per worker, and queue them by class; this one splits one forward call's
