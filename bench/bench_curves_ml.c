@@ -97,7 +97,7 @@ int main(int argc, char **argv) {
     ml_worker *w = calloc(1, sizeof *w);
     w->app = &app;
     double t0 = now();
-    ml_runner *r = ml_app_runner(&app, w, &err); /* the items' encodings, the workspace */
+    ml_runner *r = ml_app_runner_acquire(&app, &err); /* the items' encodings, the workspace */
     if (!r) die("runner", err.msg);
     double t_encode = now() - t0;
     ml_sim_request rq;
@@ -147,6 +147,7 @@ int main(int argc, char **argv) {
     ml_sim_curves_free(&curves);
     ml_sim_result_free(&res);
     ml_sim_request_free(&rq);
+    ml_app_runner_release(&app, r);
     ml_app_worker_free(w);
     ml_app_free(&app);
     ml_config_free(&cfg);

@@ -28,114 +28,15 @@
 #include "metalign/blas.h"
 #include "metalign/model.h"
 #include "model/weights.h"
+#include "seed_model.h"
 
-enum { IN = 2306, C = 768, H = 12, FF = 3072, L = 6, ITEMS = 1854, EPISODES = 128, TRIALS = 100 };
+enum { IN = SEED_IN, C = SEED_C, H = SEED_H, FF = SEED_FF, L = SEED_L, ITEMS = 1854, EPISODES = 128,
+       TRIALS = 100 };
 
 static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static float frand(void) { /* uniform in [-1, 1) */
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
-
-static void fill(float *x, size_t n, float scale) {
-    for (size_t i = 0; i < n; i++) x[i] = scale * frand();
-}
-
-/* ---- a seed-size safetensors file in memory ---- */
-
-typedef struct spec {
-    char name[64];
-    int ndim;
-    long d0, d1;
-    float scale, offset;
-} spec;
-
-static void add(spec *s, int *n, const char *name, int ndim, long d0, long d1, float scale,
-                float offset) {
-    spec *x = &s[(*n)++];
-    snprintf(x->name, sizeof x->name, "%s", name);
-    x->ndim = ndim;
-    x->d0 = d0;
-    x->d1 = ndim == 2 ? d1 : 1;
-    x->scale = scale;
-    x->offset = offset;
-}
-
-/* The seed's tensors, scaled so activations stay O(1) (LayerNorm weights around 1). */
-static int specs(spec *s) {
-    int n = 0;
-    add(s, &n, "embedding.weight", 2, C, IN, 1.7f / 48, 0);
-    static const struct {
-        const char *suffix;
-        int ndim;
-        long d0, d1;
-        float scale, offset;
-    } layer[] = {{"ln1.weight", 1, C, 1, 0.2f, 1},
-                 {"ln1.bias", 1, C, 1, 0.2f, 0},
-                 {"self_attn.qkv.weight", 2, 3 * C, C, 0.0625f, 0},
-                 {"self_attn.o_proj.weight", 2, C, C, 0.0625f, 0},
-                 {"ln2.weight", 1, C, 1, 0.2f, 1},
-                 {"ln2.bias", 1, C, 1, 0.2f, 0},
-                 {"mlp.fc1.weight", 2, FF, C, 0.0625f, 0},
-                 {"mlp.fc2.weight", 2, C, FF, 0.03125f, 0}};
-    for (int l = 0; l < L; l++) {
-        for (size_t k = 0; k < sizeof layer / sizeof layer[0]; k++) {
-            char name[64];
-            snprintf(name, sizeof name, "layers.%d.%s", l, layer[k].suffix);
-            add(s, &n, name, layer[k].ndim, layer[k].d0, layer[k].d1, layer[k].scale,
-                layer[k].offset);
-        }
-    }
-    add(s, &n, "final_ln.weight", 1, C, 1, 0.2f, 1);
-    add(s, &n, "final_ln.bias", 1, C, 1, 0.2f, 0);
-    add(s, &n, "linear_head.weight", 2, 1, C, 0.0625f, 0);
-    add(s, &n, "linear_head.bias", 1, 1, 1, 0.1f, 0);
-    return n;
-}
-
-static unsigned char *seed_model_file(size_t *len) {
-    spec s[8 + 8 * L];
-    int n = specs(s);
-    size_t cap = 64 * 1024, hl = 0, off = 0;
-    char *hdr = malloc(cap);
-    hl += (size_t)snprintf(hdr, cap, "{\"__metadata__\":{\"num_attention_heads\":\"%d\"}", H);
-    for (int i = 0; i < n; i++) {
-        size_t bytes = 4 * (size_t)s[i].d0 * (size_t)s[i].d1;
-        char shape[64];
-        if (s[i].ndim == 2)
-            snprintf(shape, sizeof shape, "%ld,%ld", s[i].d0, s[i].d1);
-        else
-            snprintf(shape, sizeof shape, "%ld", s[i].d0);
-        hl += (size_t)snprintf(hdr + hl, cap - hl,
-                               ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%s],"
-                               "\"data_offsets\":[%zu,%zu]}",
-                               s[i].name, shape, off, off + bytes);
-        off += bytes;
-    }
-    hl += (size_t)snprintf(hdr + hl, cap - hl, "}");
-    size_t padded = (hl + 7) / 8 * 8;
-    *len = 8 + padded + off;
-    unsigned char *buf = malloc(*len);
-    for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    memcpy(buf + 8, hdr, hl);
-    memset(buf + 8 + hl, ' ', padded - hl);
-    float *data = (float *)(buf + 8 + padded);
-    for (int i = 0; i < n; i++) {
-        size_t cnt = (size_t)s[i].d0 * (size_t)s[i].d1;
-        fill(data, cnt, s[i].scale);
-        for (size_t k = 0; k < cnt; k++) data[k] += s[i].offset;
-        data += cnt;
-    }
-    free(hdr);
-    return buf;
 }
 
 /* ---- FLOPs ---- */
@@ -364,7 +265,7 @@ int main(int argc, char **argv) {
 
     bench b = {.reps = reps < 1 ? 1 : reps, .no_gemm = no_gemm};
     size_t len;
-    unsigned char *file = seed_model_file(&len);
+    unsigned char *file = bench_seed_model_file(&len);
     ml_tensorset ts;
     ml_err err;
     if (ml_checkpoint_open_mem(&ts, "seed-size.safetensors", file, len, &err)) die(&err);
@@ -375,20 +276,20 @@ int main(int argc, char **argv) {
     free(file);
 
     b.features = malloc(sizeof(float) * (size_t)ITEMS * (IN - 2));
-    fill(b.features, (size_t)ITEMS * (IN - 2), 1.0f);
+    bench_fill(b.features, (size_t)ITEMS * (IN - 2), 1.0f);
     b.items = malloc(sizeof(int) * EPISODES * TRIALS);
     b.labels = malloc(sizeof(int) * EPISODES * TRIALS);
     for (int i = 0; i < EPISODES * TRIALS; i++) {
-        b.items[i] = (int)((frand() + 1) * 0.5f * ITEMS) % ITEMS;
-        b.labels[i] = frand() > 0;
+        b.items[i] = (int)((bench_frand() + 1) * 0.5f * ITEMS) % ITEMS;
+        b.labels[i] = bench_frand() > 0;
     }
     b.E = malloc(sizeof(float) * (size_t)ITEMS * C);
     size_t maxrows = (size_t)EPISODES * TRIALS;
     b.g.x = malloc(sizeof(float) * maxrows * IN);
     b.g.w = malloc(sizeof(float) * (size_t)FF * IN);
     b.g.out = malloc(sizeof(float) * maxrows * FF);
-    fill(b.g.x, maxrows * IN, 1.0f);
-    fill(b.g.w, (size_t)FF * IN, 0.05f);
+    bench_fill(b.g.x, maxrows * IN, 1.0f);
+    bench_fill(b.g.w, (size_t)FF * IN, 0.05f);
     memset(b.g.out, 0, sizeof(float) * maxrows * FF);
 
     int all = !*only;

@@ -59,6 +59,8 @@ static void print_summary(const ml_app *app, double seconds) {
     printf("        item ids: %s (first: %s, last: %s)\n", d->ids_path, d->ids[0],
            d->ids[d->n_items - 1]);
     printf("blas:   OpenBLAS %s kernels, %d threads\n", ml_blas_core(), app->threads);
+    char gemm[128];
+    printf("gemm:   %s: %s\n", ml_model_gemm_backend(m), ml_model_gemm_library(m, gemm, sizeof gemm));
     printf("loaded in %.2f s\n", seconds);
 }
 

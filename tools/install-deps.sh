@@ -9,11 +9,12 @@ profile=${1:-test}
 # libjs-dygraphs: the dashboard's charting library. The build embeds it (the daemon serves it
 # from memory); the runtime profile carries the package too, with its licence, so an image
 # holds the library it serves. libhdf5: HDF5 backbones (the research code's current files).
-# libhiredis: the Redis client of the scale-out (--redis).
-runtime="libmicrohttpd12 libjansson4 libopenblas0-pthread libcurl4 libzip4 zlib1g libcsv3 libhdf5-103-1 libhiredis0.14 ca-certificates curl libjs-dygraphs"
+# libhiredis: the Redis client of the scale-out (--redis). libdnnl2: oneDNN, the default GEMM
+# back end of the forward passes (meson -Dgemm).
+runtime="libmicrohttpd12 libjansson4 libopenblas0-pthread libcurl4 libzip4 zlib1g libcsv3 libhdf5-103-1 libhiredis0.14 ca-certificates curl libjs-dygraphs libdnnl2"
 build="gcc libc6-dev pkg-config meson ninja-build libmicrohttpd-dev libjansson-dev libopenblas-dev
        libcurl4-openssl-dev libzip-dev zlib1g-dev libcsv-dev libhdf5-dev libhiredis-dev curl ca-certificates
-       libjs-dygraphs"
+       libjs-dygraphs libdnnl-dev"
 # clang + its runtime give libFuzzer and the sanitizer runtimes the test suite uses.
 test_extra="clang libclang-rt-14-dev"
 # The dashboard's browser test (tests/http/test_dashboard.py): headless chromium driven through

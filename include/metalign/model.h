@@ -133,6 +133,9 @@ typedef struct ml_model {
     float *fb_col;    /* (C) later generation: the magnitude column, Wembed[:, 0] or
                        * mag_proj.weight, so prev * fb_col is its share of the embedding */
     float *lstm_b;    /* (L, 4C) b_ih + b_hh, added once to the input projections */
+    struct ml_gemm_set *gemm; /* the weight matrices prepared for the GEMM back end
+                               * (src/model/gemm.h); NULL: OpenBLAS on params as loaded */
+    int loaded_released;      /* ml_model_release_loaded_weights gave their memory back */
     char *path;
     const char *format; /* "safetensors" | "pytorch" */
     int synthetic;      /* the file's metadata says it is synthetic (the demo bundle) */
@@ -161,6 +164,18 @@ const char *ml_model_output_name(const ml_model *m, int index, char *buf, size_t
 int ml_model_output_index(const ml_model *m, const char *name);
 const char *ml_posenc_name(ml_posenc pos); /* "rope" | "learned_positions" */
 
+/* The GEMM back end the model's passes run on, the build's choice (meson -Dgemm):
+ * "openblas" | "onednn"; and the library behind it, e.g. "OpenBLAS SkylakeX kernels" or
+ * "oneDNN 2.6.3 (brg:avx512_core)", into buf. */
+const char *ml_model_gemm_backend(const ml_model *m);
+const char *ml_model_gemm_library(const ml_model *m, char *buf, size_t len);
+/* With the oneDNN back end the passes read only the prepared copies of the weight matrices:
+ * this gives the memory of the loaded copies back to the system (about the model's size), for
+ * a service that keeps one model for its lifetime. Those parameters (params.qkv_w, ...) must
+ * not be read afterwards, and the model cannot be prepared for another back end. Returns the
+ * bytes given back (0 with OpenBLAS). */
+size_t ml_model_release_loaded_weights(ml_model *m);
+
 /* Activation buffers for up to max_rows = B * S rows and sequences of up to max_seq trials
  * (lowered to ml_model_max_seq_len, if that is fewer), for either generation, allocated once
  * and reused by every forward call that uses this workspace. It also owns the threads that
@@ -170,6 +185,9 @@ const char *ml_posenc_name(ml_posenc pos); /* "rope" | "learned_positions" */
 typedef struct ml_workspace ml_workspace;
 ml_workspace *ml_workspace_new(const ml_model *m, int max_rows, int max_seq, ml_err *err);
 void ml_workspace_free(ml_workspace *ws);
+/* Writes every buffer of the workspace once, so its pages are resident before the first
+ * pass needs them (a service makes its workspace ready at start-up, not during a request). */
+void ml_workspace_touch(ml_workspace *ws);
 
 /* ---- The generic API (either generation) -------------------------------------------------- */
 

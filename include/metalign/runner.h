@@ -39,6 +39,8 @@ typedef struct ml_runner {
 int ml_runner_init(ml_runner *r, const ml_model *m, const ml_dataset *d, const float *emb_raw,
                    const float *emb_std, int max_rows, int max_seq, ml_err *err);
 void ml_runner_free(ml_runner *r);
+/* Makes the runner's memory resident (ml_workspace_touch and the first-layer buffer). */
+void ml_runner_touch(ml_runner *r);
 
 /* B sequences of S items (items (B, S), indices into d) with labels (B, S): trial t > 0 of a
  * sequence sees the one-hot of labels[t-1] (labels may be NULL for S == 1). outs: NULL, or

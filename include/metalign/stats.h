@@ -23,7 +23,8 @@ void ml_mean_ci(const double *x, size_t n, int n_boot, double level, ml_rng *r,
 /* The same for 0/1 data given as counts (k ones of n), which is what p(correct) is: the
  * resampled mean of n Bernoulli draws, exactly the distribution ml_mean_ci would sample
  * (not the same draws: each resample's count is drawn by inverting the Binomial(n, k/n) CDF
- * with one ml_rng_double, the n_boot uniforms sorted first so one sweep serves them all).
+ * with one ml_rng_double: found by bisection in a table of the CDF, or, when the table would
+ * be too long, by one sweep over the sorted uniforms; both give the same resamples).
  * k == 0 or k == n gives lo == hi == mean without drawing; k > n gives NaN for all three;
  * otherwise as ml_mean_ci, scratch included. */
 void ml_proportion_ci(size_t k, size_t n, int n_boot, double level, ml_rng *r, double *scratch,

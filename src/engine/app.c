@@ -41,6 +41,7 @@ int ml_app_init(ml_app *app, const ml_config *cfg, const char *const *route_name
     app->started_at = time(NULL);
     for (int i = 0; i < ML_N_INPUTS; i++) ml_once_init(&app->acts_once[i]);
     ml_once_init(&app->emb_once);
+    pthread_mutex_init(&app->runners.mu, NULL);
     long cores = ml_cpus_usable(); /* affinity and cgroup quota, not the machine's count */
     app->threads = cfg->threads > 0 ? cfg->threads : (cores > 0 ? (int)cores : 1);
     app->metrics = ml_metrics_new(route_names, route_names ? n_routes : 0);
@@ -68,6 +69,8 @@ int ml_app_load_data(ml_app *app, ml_err *err) {
     ml_data_paths paths = {cfg->backbone, cfg->targets, cfg->item_ids, cfg->things_images};
     if (ml_dataset_load(&app->data, &paths, err) != 0) return -1;
     if (check_shapes(&app->model, &app->data, err) != 0) return -1;
+    /* the daemon keeps its one model: with oneDNN, only the prepared weights are read */
+    ml_model_release_loaded_weights(&app->model);
 
     /* the model's own limit (learned positions, the later transformer's sl), else the
      * workspace's */
@@ -88,11 +91,7 @@ static void *worker_init(void *arg, int id) {
     return w;
 }
 
-void ml_app_worker_free(ml_worker *w) {
-    if (!w) return;
-    if (w->has_runner) ml_runner_free(&w->runner);
-    free(w);
-}
+void ml_app_worker_free(ml_worker *w) { free(w); }
 
 static void worker_fini(void *worker) { ml_app_worker_free(worker); }
 
@@ -120,6 +119,13 @@ static int open_human(ml_app *app, ml_err *err) {
 }
 
 int ml_app_start(ml_app *app, ml_err *err) {
+    /* What every model request needs, made now rather than by the first one: the items'
+     * encodings (~0.05 s at seed size) and the first runner. Its workspace is not written
+     * here: on huge pages its first pass faults it in for ~10 ms, within the requests' own
+     * spread (docs/PERFORMANCE.md), and the daemon's memory at /readyz stays ~90 MB lower. */
+    ml_runner *first = ml_app_runner_acquire(app, err);
+    if (!first) return ml_err_prefix(err, "preparing the forward pass");
+    ml_app_runner_release(app, first);
     app->results = ml_lru_new(app->cfg->result_cache_bytes, ML_RESULT_CACHE_ENTRIES);
     app->jobs = ml_jobs_new(app->cfg->max_jobs, ML_JOBS_KEPT, app->cfg->job_ttl, app->results);
     app->cka = ml_cka_cache_new();
@@ -174,6 +180,12 @@ static void free_acts(ml_item_acts *a) {
 void ml_app_free(ml_app *app) {
     ml_shared_stop(app->shared); /* no new chunks for the workers to drain */
     ml_workers_free(app->workers);
+    for (int i = 0; i < app->runners.n_idle; i++) {
+        ml_runner_free(app->runners.idle[i]);
+        free(app->runners.idle[i]);
+    }
+    free(app->runners.idle);
+    pthread_mutex_destroy(&app->runners.mu);
     if (app->human) ml_human_free(app->human);
     ml_shared_free(app->shared);
     ml_metrics_free(app->metrics);
@@ -197,30 +209,73 @@ static int compute_embeddings(void *arg, ml_err *err) {
                               &app->item_emb[ML_INPUTS_STANDARDIZED], err);
 }
 
-ml_runner *ml_app_runner(ml_app *app, ml_worker *w, ml_err *err) {
-    if (w->has_runner) return &w->runner;
+ml_runner *ml_app_runner_acquire(ml_app *app, ml_err *err) {
     if (ml_once_run(&app->emb_once, compute_embeddings, app, err) != 0) return NULL;
-    if (ml_runner_init(&w->runner, &app->model, &app->data, app->item_emb[ML_INPUTS_RAW],
+    ml_runner_stack *st = &app->runners;
+    pthread_mutex_lock(&st->mu);
+    ml_runner *r = st->n_idle > 0 ? st->idle[--st->n_idle] : NULL;
+    pthread_mutex_unlock(&st->mu);
+    if (r) return r;
+    r = calloc(1, sizeof *r);
+    if (!r) return ml_errp(err, "out of memory");
+    if (ml_runner_init(r, &app->model, &app->data, app->item_emb[ML_INPUTS_RAW],
                        app->item_emb[ML_INPUTS_STANDARDIZED], app->batch_rows, app->max_seq,
-                       err) != 0)
+                       err) != 0) {
+        free(r);
         return NULL;
-    w->has_runner = 1;
-    return &w->runner;
+    }
+    pthread_mutex_lock(&st->mu);
+    st->made++;
+    pthread_mutex_unlock(&st->mu);
+    return r;
+}
+
+void ml_app_runner_release(ml_app *app, ml_runner *r) {
+    ml_runner_stack *st = &app->runners;
+    pthread_mutex_lock(&st->mu);
+    if (st->n_idle == st->cap) {
+        int cap = st->cap ? 2 * st->cap : 4;
+        ml_runner **idle = realloc(st->idle, sizeof *idle * (size_t)cap);
+        if (!idle) { /* keep the stack as it is; this runner goes */
+            pthread_mutex_unlock(&st->mu);
+            ml_runner_free(r);
+            free(r);
+            return;
+        }
+        st->idle = idle;
+        st->cap = cap;
+    }
+    st->idle[st->n_idle++] = r;
+    pthread_mutex_unlock(&st->mu);
+}
+
+int ml_app_runners_made(ml_app *app) {
+    pthread_mutex_lock(&app->runners.mu);
+    int n = app->runners.made;
+    pthread_mutex_unlock(&app->runners.mu);
+    return n;
 }
 
 int ml_app_run_items(ml_app *app, ml_worker *w, const int *items, const int *labels, int B, int S,
                      int standardize, float **outs, float *logits, ml_err *err) {
-    ml_runner *r = ml_app_runner(app, w, err);
-    return r ? ml_runner_run(r, items, labels, B, S, standardize, outs, logits, err) : -1;
+    (void)w;
+    ml_runner *r = ml_app_runner_acquire(app, err);
+    if (!r) return -1;
+    int rc = ml_runner_run(r, items, labels, B, S, standardize, outs, logits, err);
+    ml_app_runner_release(app, r);
+    return rc;
 }
 
 int ml_app_forward_items(ml_app *app, ml_worker *w, const int *items, const float *feedback,
                          int B, int S, int standardize, float **outs, float *logits,
                          float *magnitudes, ml_err *err) {
-    ml_runner *r = ml_app_runner(app, w, err);
-    return r ? ml_runner_forward(r, items, feedback, B, S, standardize, outs, logits, magnitudes,
-                                 err)
-             : -1;
+    (void)w;
+    ml_runner *r = ml_app_runner_acquire(app, err);
+    if (!r) return -1;
+    int rc = ml_runner_forward(r, items, feedback, B, S, standardize, outs, logits, magnitudes,
+                               err);
+    ml_app_runner_release(app, r);
+    return rc;
 }
 
 typedef struct acts_job {
@@ -300,9 +355,11 @@ ml_cka_cache *ml_app_cka_matrices(ml_app *app, ml_worker *w, ml_err *err) {
 
 int ml_app_simulate(ml_app *app, ml_worker *w, const ml_sim_request *rq,
                     const ml_sim_hooks *hooks, ml_sim_result *res, ml_err *err) {
-    ml_runner *r = ml_app_runner(app, w, err);
+    (void)w;
+    ml_runner *r = ml_app_runner_acquire(app, err);
     if (!r) return -1;
     int rc = ml_simulate(r, rq, hooks, res, err);
+    ml_app_runner_release(app, r);
     if (rc == 0) ml_metrics_add(app->metrics, ML_CNT_EPISODES, (uint64_t)rq->episodes);
     return rc;
 }
@@ -310,13 +367,16 @@ int ml_app_simulate(ml_app *app, ml_worker *w, const ml_sim_request *rq,
 int ml_app_replay(ml_app *app, ml_worker *w, const ml_human_data *h, const ml_replay_request *rq,
                   const ml_replay_hooks *hooks, ml_replay_result *res, ml_replay_code *code,
                   ml_err *err) {
-    ml_runner *r = ml_app_runner(app, w, err);
+    (void)w;
+    ml_runner *r = ml_app_runner_acquire(app, err);
     if (!r) {
         memset(res, 0, sizeof *res);
         *code = ML_REPLAY_E_INTERNAL;
         return -1;
     }
-    return ml_replay_run(r, app->threads, h, rq, hooks, res, code, err);
+    int rc = ml_replay_run(r, app->threads, h, rq, hooks, res, code, err);
+    ml_app_runner_release(app, r);
+    return rc;
 }
 
 const char *ml_app_rep_name(const ml_app *app, int i, char *buf, size_t len) {

@@ -5,6 +5,7 @@
 #ifndef METALIGN_ENGINE_APP_H
 #define METALIGN_ENGINE_APP_H
 
+#include <pthread.h>
 #include <time.h>
 
 #include "config.h"
@@ -43,13 +44,22 @@ typedef struct ml_item_acts {
 
 typedef struct ml_app ml_app;
 
-/* A compute worker's context: its runner (workspace), made on first use. */
+/* A compute worker's context. The runners (forward-pass workspaces) are the app's, lent to
+ * whichever worker runs a model request (ml_app_simulate, ...). */
 typedef struct ml_worker {
     int id;
     ml_app *app;
-    int has_runner;
-    ml_runner runner;
 } ml_worker;
+
+/* The app's idle runners, the most recently used on top: consecutive heavy requests run on
+ * the one hot workspace (its pages resident, its GEMM primitives made) whichever worker takes
+ * them, and a second workspace is made only when two requests run at once. */
+typedef struct ml_runner_stack {
+    pthread_mutex_t mu;
+    ml_runner **idle;
+    int n_idle, cap;
+    int made;
+} ml_runner_stack;
 
 struct ml_app {
     const ml_config *cfg;
@@ -77,9 +87,11 @@ struct ml_app {
     struct ml_blob *(*render_curves)(struct ml_app *app, const ml_sim_request *rq,
                                      ml_sim_result *res, ml_err *err);
 
-    /* Derived once, on first use (app.c). */
+    /* The items' encodings and the first runner are made at start-up (ml_app_start), the
+     * rest once, on first use (app.c). */
     ml_once emb_once;
     float *item_emb[ML_N_INPUTS]; /* (n_items, C): features through the embedding */
+    ml_runner_stack runners;
     ml_once acts_once[ML_N_INPUTS];
     ml_item_acts acts[ML_N_INPUTS];
     ml_cka_cache *cka;
@@ -111,8 +123,13 @@ void ml_app_free(ml_app *app);
 
 /* Frees a worker context the caller made (the compute workers free their own). */
 void ml_app_worker_free(ml_worker *w);
-/* The worker's runner, made on first use. */
-ml_runner *ml_app_runner(ml_app *app, ml_worker *w, ml_err *err);
+/* A runner for one request, the items' encodings made first if they are not yet: the most
+ * recently released runner (hot), else a new one. Give it back with ml_app_runner_release
+ * when the request is done with it. */
+ml_runner *ml_app_runner_acquire(ml_app *app, ml_err *err);
+void ml_app_runner_release(ml_app *app, ml_runner *r);
+/* Runners made so far (the first at start-up; more only for overlapping requests). */
+int ml_app_runners_made(ml_app *app);
 /* ml_runner_run on the worker's runner. */
 int ml_app_run_items(ml_app *app, ml_worker *w, const int *items, const int *labels, int B, int S,
                      int standardize, float **outs, float *logits, ml_err *err);

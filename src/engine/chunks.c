@@ -186,8 +186,10 @@ static void run_chunk(ml_shared *sh, ml_worker *w, ml_redis_conn *c, flight *f,
     ml_err err = {{0}};
     int e0 = f->chunk * per, n = rq->episodes - e0 < per ? rq->episodes - e0 : per;
     int later = app->model.generation != ML_GEN_SEED;
-    ml_runner *r = ml_app_runner(app, w, &err);
+    (void)w;
+    ml_runner *r = ml_app_runner_acquire(app, &err);
     if (!r || ml_sim_check(r, rq, &err) != 0 || n < 1) {
+        if (r) ml_app_runner_release(app, r);
         sh->n.chunks_failed++;
         ml_shared_job_fail(sh, c, f->job, "simulation_failed", n < 1 ? "bad chunk number" : err.msg);
         drop_entry(sh, c, f);
@@ -201,6 +203,7 @@ static void run_chunk(ml_shared *sh, ml_worker *w, ml_redis_conn *c, flight *f,
         rc = ml_sim_run_range(r, rq, e0, &hooks, &part, &err);
     else
         ml_errf(&err, "out of memory for a chunk of %d episodes", n);
+    ml_app_runner_release(app, r);
     ml_buf payload = {0};
     if (rc == 0 && ml_chunk_encode(e0, n, rq->seq_len, part.logits, part.pred_magnitudes,
                                    &payload) != 0)

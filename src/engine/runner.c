@@ -48,6 +48,11 @@ void ml_runner_free(ml_runner *r) {
     memset(r, 0, sizeof *r);
 }
 
+void ml_runner_touch(ml_runner *r) {
+    ml_workspace_touch(r->ws);
+    memset(r->h0, 0, sizeof(float) * (size_t)r->max_rows * (size_t)ml_model_width(r->model));
+}
+
 static int check_len(const ml_runner *r, int S, ml_err *err) {
     if (S < 1 || S > r->max_seq)
         return ml_errf(err, "sequences of %d trials are longer than this model allows (%d)", S,

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "model/forward.h"
+#include "model/gemm.h"
 
 /* ------------------------------------------------------------------------------------------
  * Workspace */
@@ -48,10 +49,18 @@ ml_workspace *ml_workspace_new(const ml_model *m, int max_rows, int max_seq, ml_
     size_t R = (size_t)max_rows, C = (size_t)ws->C;
     ws->h = ml_alloc_floats(R * C);
     ws->act = ml_alloc_floats(R * C);
-    ws->wide = ml_alloc_floats(R * wide_floats(m));
+    ws->wide_floats = wide_floats(m);
+    ws->wide = ml_alloc_floats(R * ws->wide_floats);
     int lstm = m->generation == ML_GEN_METALEARNER && m->meta.model_type == ML_ARCH_LSTM;
     if (lstm) ws->cell = ml_alloc_floats(R * C);
-    ws->pool = ml_pool_new(threads, err);
+    /* oneDNN runs on OpenMP threads; the non-GEMM work then runs on the same team rather
+     * than on threads of its own beside them */
+    ws->pool = ml_pool_new(threads, m->gemm != NULL, err);
+    ws->gemm_set = ml_gemm_set_id(m->gemm);
+    if (ws->pool && m->gemm && !(ws->gemm = ml_gemm_ctx_new(m->gemm, err))) {
+        ml_workspace_free(ws);
+        return NULL;
+    }
     int attn_ok = 1;
     if (ws->H) {
         int rope = m->cfg.pos == ML_POS_ROPE;
@@ -69,6 +78,7 @@ ml_workspace *ml_workspace_new(const ml_model *m, int max_rows, int max_seq, ml_
 void ml_workspace_free(ml_workspace *ws) {
     if (!ws) return;
     ml_pool_free(ws->pool);
+    ml_gemm_ctx_free(ws->gemm);
     ml_attn_free(&ws->attn);
     free(ws->h);
     free(ws->act);
@@ -77,16 +87,29 @@ void ml_workspace_free(ml_workspace *ws) {
     free(ws);
 }
 
+void ml_workspace_touch(ml_workspace *ws) {
+    size_t R = (size_t)ws->max_rows, C = (size_t)ws->C;
+    memset(ws->h, 0, sizeof(float) * R * C);
+    memset(ws->act, 0, sizeof(float) * R * C);
+    memset(ws->wide, 0, sizeof(float) * R * ws->wide_floats);
+    if (ws->cell) memset(ws->cell, 0, sizeof(float) * R * C);
+    if (ws->H) memset(ws->attn.scratch, 0, sizeof(float) * ws->attn.scratch_floats *
+                                               (size_t)ws->attn.threads);
+}
+
 void ml_ws_begin(ml_workspace *ws) {
     int t = ml_blas_threads();
     ws->par.pool = ws->pool;
     ws->par.threads = t < 1 ? 1 : t > ml_pool_size(ws->pool) ? ml_pool_size(ws->pool) : t;
+    ws->par.gemm = ws->gemm;
 }
 
 int ml_ws_check(const ml_model *m, const ml_workspace *ws, int B, int S, ml_err *err) {
     if (ws->generation != m->generation || ws->C != m->cfg.hidden_size ||
-        ws->F != m->cfg.intermediate_size || (ws->H && ws->H != m->cfg.num_heads))
-        return ml_errf(err, "forward: the workspace was made for another model");
+        ws->F != m->cfg.intermediate_size || (ws->H && ws->H != m->cfg.num_heads) ||
+        ws->gemm_set != ml_gemm_set_id(m->gemm))
+        return ml_errf(err, "forward: the workspace was made for another model (or before its "
+                            "weights were prepared for another GEMM back end)");
     if (B < 1 || S < 1)
         return ml_errf(err, "forward: %d sequences of %d trials; both must be positive", B, S);
     int limit = ml_model_max_seq_len(m);
@@ -238,7 +261,16 @@ int ml_embed_features(const ml_model *m, const float *x, int n, float *out, ml_e
         }
         return 0;
     }
-    ml_op_matmul(NULL, out, x, m->params.emb_w + 2, In, m->params.emb_b, n, In - 2, C, 0);
+    return ml_matmul_once(m, out, x, m->params.emb_w + 2, In, m->params.emb_b, n, In - 2, C,
+                          err);
+}
+
+int ml_matmul_once(const ml_model *m, float *out, const float *x, const float *w, int ldw,
+                   const float *bias, int n, int IC, int OC, ml_err *err) {
+    ml_par one = {.pool = NULL, .threads = ml_blas_threads(), .gemm = NULL};
+    if (m->gemm && !(one.gemm = ml_gemm_ctx_new(m->gemm, err))) return -1;
+    ml_op_matmul(&one, out, x, w, ldw, bias, n, IC, OC, 0);
+    ml_gemm_ctx_free(one.gemm);
     return 0;
 }
 

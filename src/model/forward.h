@@ -14,10 +14,13 @@ struct ml_workspace {
     float *h;       /* (R, C) the residual stream / a layer's input */
     float *act;     /* (R, C) a LayerNorm output, the attention output, a layer's output */
     float *wide;    /* (R, max(3C, F, 4C for the LSTM)) q|k|v, the MLP's hidden layer, gates */
+    size_t wide_floats; /* its row length */
     float *cell;    /* (R, C) LSTM cell states; NULL for other models */
     ml_attn attn;   /* attention tiles (transformers) */
     ml_pool *pool;
-    ml_par par;     /* this call's pool and thread count */
+    unsigned long gemm_set;             /* the prepared weights it was made for (their id) */
+    struct ml_gemm_ctx *gemm;           /* their primitives and scratch; NULL: OpenBLAS */
+    ml_par par;     /* this call's pool, thread count and GEMM state */
 };
 
 /* Sets this call's thread count: min(pool size, OpenBLAS threads now). */
@@ -39,6 +42,11 @@ void ml_seed_forward(const ml_model *m, ml_workspace *ws, int B, int S, const ml
 /* The later generation from its embedding output in ws->h (B, S, C): blocks or LSTM layers,
  * ln_f, the heads, into the outputs asked for (any NULL). */
 void ml_later_forward(const ml_model *m, ml_workspace *ws, int B, int S, const ml_outputs *out);
+
+/* out (n, OC) = x (n, IC) @ w^T + bias outside a workspace (the items' encodings): on the
+ * model's GEMM back end, with per-call state made and dropped here. */
+int ml_matmul_once(const ml_model *m, float *out, const float *x, const float *w, int ldw,
+                   const float *bias, int n, int IC, int OC, ml_err *err);
 
 /* The later generation's encode(x) (ml_model_encode); par may be NULL. */
 int ml_later_encode(const ml_model *m, const ml_par *par, const float *x, int n, float *out,

@@ -4,7 +4,9 @@
 #include <cblas.h>
 #include <string.h>
 
+#include "metalign/blas.h"
 #include "model/forward.h"
+#include "model/gemm.h"
 
 /* Blocks (or LSTM layers) whose computation is needed: all when ln_f or a head is asked for,
  * else up to the last one whose output is. */
@@ -83,12 +85,10 @@ void ml_later_forward(const ml_model *m, ml_workspace *ws, int B, int S, const m
     heads(m, par, ln, N, out);
 }
 
-int ml_later_encode(const ml_model *m, const ml_par *par, const float *x, int n, float *out,
-                    ml_err *err) {
+static int later_encode(const ml_model *m, const ml_par *par, const float *x, int n, float *out,
+                        ml_err *err) {
     const ml_params *p = &m->params;
     int C = m->cfg.hidden_size, D = m->feature_dim;
-    if (n < 0) return ml_errf(err, "encode: negative item count %d", n);
-    if (n == 0) return 0;
     switch (m->meta.model_type) {
     case ML_ARCH_STATIC_LINEAR:
         ml_op_matmul(par, out, x, p->proj_w, D, p->proj_b, n, D, C, 0);
@@ -108,4 +108,17 @@ int ml_later_encode(const ml_model *m, const ml_par *par, const float *x, int n,
         return 0;
     }
     return ml_errf(err, "encode: unknown model type");
+}
+
+int ml_later_encode(const ml_model *m, const ml_par *par, const float *x, int n, float *out,
+                    ml_err *err) {
+    if (n < 0) return ml_errf(err, "encode: negative item count %d", n);
+    if (n == 0) return 0;
+    if (par) return later_encode(m, par, x, n, out, err);
+    /* outside a workspace (the items' encodings): the calling thread, the model's back end */
+    ml_par one = {.pool = NULL, .threads = ml_blas_threads(), .gemm = NULL};
+    if (m->gemm && !(one.gemm = ml_gemm_ctx_new(m->gemm, err))) return -1;
+    int rc = later_encode(m, &one, x, n, out, err);
+    ml_gemm_ctx_free(one.gemm);
+    return rc;
 }

@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "metalign/blas.h"
 #include "model/forward.h"
+#include "model/gemm.h"
 
 const char *ml_generation_name(ml_generation g) {
     return g == ML_GEN_METALEARNER ? "metalearner" : "seed";
@@ -22,6 +24,22 @@ const char *ml_arch_name(ml_arch a) {
 
 const char *ml_posenc_name(ml_posenc pos) {
     return pos == ML_POS_LEARNED ? "learned_positions" : "rope";
+}
+
+const char *ml_model_gemm_backend(const ml_model *m) {
+    return ml_gemm_backend_name(m->gemm ? ml_gemm_set_backend(m->gemm) : ML_GEMM_OPENBLAS);
+}
+
+const char *ml_model_gemm_library(const ml_model *m, char *buf, size_t len) {
+    if (m->gemm) return ml_gemm_describe(ml_gemm_set_backend(m->gemm), buf, len);
+    snprintf(buf, len, "OpenBLAS %s kernels", ml_blas_core());
+    return buf;
+}
+
+size_t ml_model_release_loaded_weights(ml_model *m) {
+    if (!m->gemm) return 0;
+    m->loaded_released = 1;
+    return ml_gemm_set_drop_plain(m->gemm);
 }
 
 static int later(const ml_model *m) { return m->generation == ML_GEN_METALEARNER; }

@@ -1,7 +1,7 @@
 /* The operations every forward pass is built from (private to src/model/), in the manner of
  * llm.c: one plain function per operation over all N = B*S rows at once, shapes in the
- * comments. Linears are single cblas_sgemm calls (row-major, W^T); the rest runs on a thread
- * pool (ml_par), with kernels compiled per instruction set (model/vec.h).
+ * comments. Linears are single GEMMs (row-major, W^T: cblas_sgemm, or oneDNN's matmul with
+ * -Dgemm=onednn, model/gemm.h); the rest runs on a thread pool (ml_par), with kernels compiled per instruction set (model/vec.h).
  *
  * Numerics follow torch's CPU kernels where the order matters: LayerNorm as
  * (x * rstd - mean * rstd) * w + b with the biased variance, GELU as
@@ -14,11 +14,15 @@
 
 #include "model/pool.h"
 
-/* Where the non-GEMM work of one call runs: a pool and how many of its threads to use. Every
- * operation but attention also takes NULL: it then runs on the calling thread. */
+struct ml_gemm_ctx;
+
+/* Where the work of one call runs: a pool and how many of its threads to use, and the GEMM
+ * back end's per-thread state (model/gemm.h; NULL: OpenBLAS). Every operation but attention
+ * also takes NULL, or a NULL pool: it then runs on the calling thread. */
 typedef struct ml_par {
     ml_pool *pool;
     int threads;
+    struct ml_gemm_ctx *gemm;
 } ml_par;
 
 /* Rows per chunk: a few chunks per thread, so a preempted thread does not hold up the rest. */
@@ -28,7 +32,8 @@ long ml_row_grain(const ml_par *p, long n);
 float *ml_alloc_floats(size_t n);
 
 /* out (N, OC) = inp (N, IC) @ w (OC, IC)^T (+ bias); accumulate: out += instead of out =.
- * w may be a column slice of a wider matrix (row stride ldw). */
+ * w may be a column slice of a wider matrix (row stride ldw). On the build's back end when
+ * p->gemm holds w (the model's prepared matrices), else cblas_sgemm. */
 void ml_op_matmul(const ml_par *p, float *out, const float *inp, const float *w, int ldw,
                   const float *bias, int N, int IC, int OC, int accumulate);
 

@@ -4,7 +4,13 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#ifdef ML_HAVE_OPENMP
+#include <omp.h>
+#endif
+
 struct ml_pool {
+    int openmp;  /* jobs run on the caller's OpenMP team, no threads of our own */
+    int size;    /* threads a job may use, the caller included */
     pthread_mutex_t mu;
     pthread_cond_t wake; /* a new job, or shutdown */
     pthread_cond_t done; /* the last worker finished */
@@ -56,9 +62,18 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-ml_pool *ml_pool_new(int n_threads, ml_err *err) {
+ml_pool *ml_pool_new(int n_threads, int openmp, ml_err *err) {
     ml_pool *p = calloc(1, sizeof *p);
     if (!p) return ml_errp(err, "out of memory");
+    p->size = n_threads > 1 ? n_threads : 1;
+#ifdef ML_HAVE_OPENMP
+    if (openmp) {
+        p->openmp = 1;
+        return p;
+    }
+#else
+    (void)openmp;
+#endif
     int workers = n_threads > 1 ? n_threads - 1 : 0;
     p->threads = calloc((size_t)workers + 1, sizeof *p->threads);
     if (!p->threads) {
@@ -83,6 +98,10 @@ ml_pool *ml_pool_new(int n_threads, ml_err *err) {
 
 void ml_pool_free(ml_pool *p) {
     if (!p) return;
+    if (p->openmp) {
+        free(p);
+        return;
+    }
     pthread_mutex_lock(&p->mu);
     p->stop = 1;
     pthread_cond_broadcast(&p->wake);
@@ -95,19 +114,44 @@ void ml_pool_free(ml_pool *p) {
     free(p);
 }
 
-int ml_pool_size(const ml_pool *p) { return p->n_workers + 1; }
+int ml_pool_size(const ml_pool *p) { return p->openmp ? p->size : p->n_workers + 1; }
+
+#ifdef ML_HAVE_OPENMP
+/* The same chunks on the calling thread's OpenMP team: its threads are the ones oneDNN's
+ * GEMMs just ran on (and may still be spinning on, waiting for work), so the layernorms and
+ * attention between two GEMMs take the cores without waking a second set of threads. */
+static void omp_for(int threads, long n, long grain, ml_par_fn fn, void *ctx) {
+    atomic_long next = 0;
+#pragma omp parallel num_threads(threads)
+    {
+        int tid = omp_get_thread_num();
+        for (;;) {
+            long begin = atomic_fetch_add(&next, grain);
+            if (begin >= n) break;
+            long end = begin + grain < n ? begin + grain : n;
+            fn(ctx, begin, end, tid);
+        }
+    }
+}
+#endif
 
 void ml_pool_for(ml_pool *p, int n_threads, long n, long grain, ml_par_fn fn, void *ctx) {
     if (n <= 0) return;
     if (grain < 1) grain = 1;
     long chunks = (n + grain - 1) / grain;
     int helpers = n_threads - 1;
-    if (helpers > p->n_workers) helpers = p->n_workers;
+    if (helpers > ml_pool_size(p) - 1) helpers = ml_pool_size(p) - 1;
     if (helpers > chunks - 1) helpers = (int)(chunks - 1);
     if (helpers <= 0) {
         fn(ctx, 0, n, 0);
         return;
     }
+#ifdef ML_HAVE_OPENMP
+    if (p->openmp) {
+        omp_for(helpers + 1, n, grain, fn, ctx);
+        return;
+    }
+#endif
     pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;

@@ -6,6 +6,7 @@
 #include "model/weights.h"
 
 #include "io/checkpoint.h"
+#include "model/gemm.h"
 
 #include <cblas.h>
 #undef I /* cblas.h pulls in <complex.h>; I is the intermediate size here */
@@ -415,6 +416,10 @@ int ml_model_from_tensorset(ml_model *m, const ml_tensorset *ts, int heads_hint,
         return ml_errf(err, "out of memory");
     }
     m->format = ts->format;
+    if (ml_model_prepare_gemm(m, ml_gemm_build_backend(), err) != 0) {
+        ml_model_free(m);
+        return -1;
+    }
     const char *syn = ml_tensorset_meta(ts, "synthetic");
     m->synthetic = syn && strcmp(syn, "true") == 0;
     return 0;
@@ -439,6 +444,7 @@ void ml_model_free(ml_model *m) {
     free(m->vo_b);
     free(m->fb_col);
     free(m->lstm_b);
+    ml_gemm_set_free(m->gemm);
     free(m->path);
     memset(m, 0, sizeof *m);
 }

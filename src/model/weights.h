@@ -14,6 +14,12 @@
  * and metadata and copies the weights into one parameter buffer. */
 int ml_model_from_tensorset(ml_model *m, const ml_tensorset *ts, int heads_hint, ml_err *err);
 
+/* Prepares the matrices the passes multiply by for a GEMM back end (an ml_gemm_backend,
+ * model/gemm.h) into m->gemm, replacing what was there; OpenBLAS needs nothing (m->gemm =
+ * NULL). ml_model_from_tensorset does it for the build's back end; benchmarks call it again
+ * to compare back ends on one model. */
+int ml_model_prepare_gemm(ml_model *m, int backend, ml_err *err);
+
 /* ---- shared by weights.c (the seed) and weights_ml.c (the later generation) ---------------- */
 
 /* Walks every parameter of a variant in params_memory order. With mem == NULL it only checks

@@ -2,6 +2,8 @@
  * statistical sanity checks of the bootstrap. */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "metalign/stats.h"
 #include "textfix.h"
@@ -195,6 +197,58 @@ static void test_proportion_agrees_with_mean_ci(void) {
     CHECK_NEAR(hi2, hi1, 0, 1.0 / N + 1e-12);
 }
 
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The resamples as the first version computed them (sort the uniforms, one upward sweep of
+ * the CDF), written out here so the faster inversion is held to it bit for bit. */
+static void reference_resamples(size_t k, size_t n, int n_boot, ml_rng *r, double *out) {
+    for (int b = 0; b < n_boot; b++) out[b] = ml_rng_double(r);
+    qsort(out, (size_t)n_boot, sizeof *out, cmp_d);
+    double p = (double)k / (double)n;
+    double log_odds = log(p) - log1p(-p);
+    double log_pmf = (double)n * log1p(-p);
+    double cdf = exp(log_pmf);
+    size_t j = 0;
+    for (int b = 0; b < n_boot; b++) {
+        while (out[b] >= cdf && j < n) {
+            log_pmf += log((double)(n - j) / (double)(j + 1)) + log_odds;
+            j++;
+            cdf += exp(log_pmf);
+        }
+        out[b] = (double)j / (double)n;
+    }
+}
+
+/* Every (k, n) of a grid from 2 trials to 20,000 (past the stack table: the sorting path),
+ * with 1 to 5,000 resamples: the same resamples and interval as the first version. */
+static void test_proportion_same_as_first_version(void) {
+    static const size_t ns[] = {2, 3, 7, 43, 100, 128, 1000, 2047, 2048, 2049, 5000, 20000};
+    static const int boots[] = {1, 2, 1000, 5000};
+    static double got[5000], want[5000];
+    int compared = 0, bad = 0;
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+        for (size_t f = 1; f < 8; f++) {
+            size_t n = ns[i], k = n * f / 8 ? n * f / 8 : 1;
+            if (f == 7) k = n - 1; /* the high end: a long table */
+            for (size_t bi = 0; bi < sizeof boots / sizeof boots[0]; bi++) {
+                int B = boots[bi];
+                ml_rng r1, r2;
+                ml_rng_seed(&r1, 99, n * 16 + f);
+                ml_rng_seed(&r2, 99, n * 16 + f);
+                double m, lo, hi;
+                ml_proportion_ci(k, n, B, 95, &r1, got, &m, &lo, &hi);
+                reference_resamples(k, n, B, &r2, want);
+                compared++;
+                if (memcmp(got, want, sizeof(double) * (size_t)B) != 0) bad++;
+                CHECK(ml_rng_next(&r1) == ml_rng_next(&r2)); /* as many draws */
+            }
+        }
+    CHECK_MSG(bad == 0, "%d of %d (k, n, n_boot) differ from the first version", bad, compared);
+}
+
 static void test_same_seed_same_interval(void) {
     double scratch[300], a[3], b[3];
     ml_rng r;
@@ -221,6 +275,7 @@ int main(void) {
     RUN(test_proportion_distribution);
     RUN(test_proportion_agrees_with_mean_ci);
     RUN(test_same_seed_same_interval);
+    RUN(test_proportion_same_as_first_version);
     free(fx.text);
     return UT_DONE();
 }

@@ -151,6 +151,9 @@ void ml_h_info(ml_app *app, const ml_request *req, ml_response *resp) {
     ml_jw_kint(&w, "compute_threads", app->threads);
     ml_jw_kint(&w, "http_threads", app->cfg->http_threads);
     ml_jw_kstring(&w, "blas_core", ml_blas_core());
+    char gemm[128];
+    ml_jw_kstring(&w, "gemm", ml_model_gemm_backend(&app->model));
+    ml_jw_kstring(&w, "gemm_library", ml_model_gemm_library(&app->model, gemm, sizeof gemm));
     char started[ML_RFC3339_LEN];
     ml_rfc3339(app->started_at, started);
     ml_jw_kstring(&w, "started_at", started);
