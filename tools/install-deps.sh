@@ -18,8 +18,9 @@ build="gcc libc6-dev pkg-config meson ninja-build libmicrohttpd-dev libjansson-d
 # clang + its runtime give libFuzzer and the sanitizer runtimes the test suite uses.
 test_extra="clang libclang-rt-14-dev"
 # The dashboard's browser test (tests/http/test_dashboard.py): headless chromium driven through
-# chromedriver; pandas reads the CSV tables back (tests/reference/test_csv_pandas.py).
-browser="chromium chromium-driver python3-pandas"
+# chromedriver; pandas reads the CSV tables back (tests/reference/test_csv_pandas.py) and
+# scipy refits the replay's temperatures from its CSV (tests/reference/check_replay_csv.py).
+browser="chromium chromium-driver python3-pandas python3-scipy"
 # The scale-out's tests: a real Redis and a real load balancer on loopback (tests/scaleout),
 # and PyYAML for the offline check of deploy/k8s/ (tests/deploy).
 scaleout="redis-server nginx-light python3-yaml"
