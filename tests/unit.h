@@ -188,10 +188,22 @@ __attribute__((unused)) static int ut_array_near(const char *file, int line, con
     ut_array_near(__FILE__, __LINE__, (label), UT_AS_F32(got), UT_AS_F64(got),       \
                   UT_AS_F32(want), UT_AS_F64(want), (int64_t)(n), (rtol), (atol), (flags))
 
-__attribute__((unused)) static void ut_run(const char *name, void (*fn)(void)) {
+/* A check that failed outside any test (in main, between two RUNs: a daemon's exit status,
+ * say) becomes a failing point of its own, so it cannot be lost when the next test starts. */
+__attribute__((unused)) static int ut_flush_loose(void) {
+    if (ut_current_failed) {
+        ut_count++;
+        ut_failures++;
+        printf("not ok %d - checks outside a test (see the lines above)\n", ut_count);
+        fflush(stdout);
+    }
     ut_current_failed = 0;
     ut_checks = 0;
-    fn();
+    return 0;
+}
+
+/* Ends one test: its TAP line (a test that evaluated no check fails: it cannot fail). */
+__attribute__((unused)) static void ut_run_end(const char *name) {
     if (ut_checks == 0) {
         printf("# %s ran no checks: a test that cannot fail\n", name);
         ut_current_failed++;
@@ -200,12 +212,28 @@ __attribute__((unused)) static void ut_run(const char *name, void (*fn)(void)) {
     if (ut_current_failed) ut_failures++;
     printf("%sok %d - %s\n", ut_current_failed ? "not " : "", ut_count, name);
     fflush(stdout);
+    ut_current_failed = 0;
+    ut_checks = 0;
+}
+
+__attribute__((unused)) static void ut_run(const char *name, void (*fn)(void)) {
+    ut_flush_loose();
+    fn();
+    ut_run_end(name);
 }
 
 #define RUN(fn) ut_run(#fn, fn)
 
+/* RUN for a test that takes the fixture its neighbours share (e.g. one running daemon). */
+#define RUN_WITH(fn, arg)                                                            \
+    do {                                                                             \
+        ut_flush_loose();                                                            \
+        fn(arg);                                                                     \
+        ut_run_end(#fn);                                                             \
+    } while (0)
+
 /* Ends main(): prints the TAP plan and returns the exit status. */
-#define UT_DONE() (printf("1..%d\n", ut_count), ut_failures ? 1 : 0)
+#define UT_DONE() (ut_flush_loose(), printf("1..%d\n", ut_count), ut_failures ? 1 : 0)
 
 /* Fixture paths. The root is $ML_FIXTURES_DIR when set (tools/check_suite_fails.sh points it
  * at a damaged copy), else the source tree's tests/fixtures (meson passes

@@ -55,20 +55,21 @@ def tap_count(name, out, tally):
         m = POINT.match(line)
         if m:
             directive = (m.group(5) or "").upper()
-            points.append((not m.group(1), m.group(2), directive))
+            points.append((not m.group(1), m.group(2), directive, m.group(3).strip()))
             continue
         m = PLAN.match(line)
         if m and plan is None:
             plan = int(m.group(1))
             plan_directive = (m.group(3) or "").upper()
     passed = 0
-    for i, (ok, number, directive) in enumerate(points, 1):
+    for i, (ok, number, directive, what) in enumerate(points, 1):
         if directive.startswith("SKIP") or directive.startswith("TODO"):
             tally.fail(1, f"{name}: point {number or i} was skipped ({directive})")
         elif ok:
             passed += 1
         else:
-            tally.failed += 1
+            # Named so the last lines of a CI log say which point failed, not only how many.
+            tally.fail(1, f"{name}: not ok {number or i} {what}".rstrip())
     if plan is None:
         tally.fail(1, f"{name}: no TAP plan (the program died or was cut short after "
                       f"{len(points)} points)")
@@ -77,7 +78,7 @@ def tap_count(name, out, tally):
     elif plan != len(points):
         missing = max(plan - len(points), 1)
         tally.fail(missing, f"{name}: the plan says {plan} points but {len(points)} ran")
-    numbers = [int(n) for _, n, _ in points if n is not None]
+    numbers = [int(n) for _, n, _, _ in points if n is not None]
     if numbers and numbers != list(range(1, len(numbers) + 1)):
         tally.fail(1, f"{name}: test points numbered out of order: {numbers[:10]}...")
     for m in BAIL.finditer(out):

@@ -9,20 +9,17 @@ with a status below 400 and a body that parses in its Content-Type (JSON, CSV li
 
 Usage: tools/readme_examples.py METALIGND SOURCE_ROOT
 """
-import http.server
 import json
 import os
 import re
 import shlex
 import shutil
-import socket
-import urllib.error
-import urllib.request
 import subprocess
 import sys
 import tempfile
-import threading
-import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "support"))
+from demo_daemon import DemoDaemon  # noqa: E402
 
 FENCE = re.compile(r"^```(\S*)\s*$")
 INLINE = re.compile(r"`(curl [^`]+)`")
@@ -72,100 +69,57 @@ def examples(readme):
     return out
 
 
-class CsvHandler(http.server.BaseHTTPRequestHandler):
-    body = b""
-
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Type", "text/csv")
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
-
-    def log_message(self, *args):
-        pass
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def main(daemon, root):
     cases = examples(os.path.join(root, "README.md"))
     if not cases:
         print("not ok 1 - the README has curl examples\n1..1")
         return 1
-    CsvHandler.body = open(os.path.join(root, "tests", "fixtures", "human", "synthetic.csv"), "rb").read()
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CsvHandler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    tmp = tempfile.mkdtemp(prefix="metalign-readme-")
-    port = free_port()
-    proc = subprocess.Popen(
-        [daemon, "--config", os.path.join(root, "config", "demo.json"), "--listen", f"127.0.0.1:{port}",
-         "--cache-dir", os.path.join(tmp, "cache"),
-         "--human-url", f"http://127.0.0.1:{srv.server_address[1]}/rsd46.csv"],
-        stderr=subprocess.PIPE, text=True)
     failed = 0
+    tmp = tempfile.mkdtemp(prefix="metalign-readme-")
+    # DemoDaemon waits for /readyz 200 (the daemon listens at once and loads after)
     try:
-        # the daemon listens at once and loads the model after: wait for /readyz 200
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except (OSError, urllib.error.URLError):
-                time.sleep(0.05)
-        job = None
-        for n, (line, text, skip) in enumerate(cases, 1):
-            label = f"README line {line}: {' '.join(text.split())[:90]}"
-            if skip:
-                print(f"ok {n} - {label} # real data: parsed, not run")
-                continue
-            cmd = text.replace("localhost:8080", f"127.0.0.1:{port}").replace("127.0.0.1:8080", f"127.0.0.1:{port}")
-            if "<id>" in cmd:
-                if not job:
-                    print(f"not ok {n} - {label}\n# no job id printed by an earlier example")
-                    failed += 1
+        with DemoDaemon(daemon, root) as d:
+            port = d.port
+            job = None
+            for n, (line, text, skip) in enumerate(cases, 1):
+                label = f"README line {line}: {' '.join(text.split())[:90]}"
+                if skip:
+                    print(f"ok {n} - {label} # real data: parsed, not run")
                     continue
-                cmd = cmd.replace("<id>", job)
-            argv = shlex.split(cmd, comments=True)
-            body_path = os.path.join(tmp, "body")
-            argv = [argv[0], "-sS", "--max-time", "120", "-o", body_path,
-                    "-w", "%{http_code} %{content_type}"] + argv[1:]
-            r = subprocess.run(argv, capture_output=True, text=True, timeout=180)
-            status, _, ctype = r.stdout.partition(" ")
-            body = open(body_path, "rb").read() if os.path.exists(body_path) else b""
-            problem = None
-            if r.returncode != 0:
-                problem = f"curl failed: {r.stderr.strip()}"
-            elif not status.isdigit() or int(status) >= 400:
-                problem = f"status {status}: {body[:300]!r}"
-            elif "json" in ctype:
-                try:
-                    doc = json.loads(body)
-                    if isinstance(doc, dict) and isinstance(doc.get("job"), str):
-                        job = doc["job"]
-                except ValueError as e:
-                    problem = f"not JSON: {e}"
-            elif "csv" in ctype and b"\n" not in body:
-                problem = "CSV without a header line"
-            if problem:
-                failed += 1
-                print(f"not ok {n} - {label}\n# {problem}")
-            else:
-                print(f"ok {n} - {label}")
+                cmd = text.replace("localhost:8080", f"127.0.0.1:{port}").replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+                if "<id>" in cmd:
+                    if not job:
+                        print(f"not ok {n} - {label}\n# no job id printed by an earlier example")
+                        failed += 1
+                        continue
+                    cmd = cmd.replace("<id>", job)
+                argv = shlex.split(cmd, comments=True)
+                body_path = os.path.join(tmp, "body")
+                argv = [argv[0], "-sS", "--max-time", "120", "-o", body_path,
+                        "-w", "%{http_code} %{content_type}"] + argv[1:]
+                r = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+                status, _, ctype = r.stdout.partition(" ")
+                body = open(body_path, "rb").read() if os.path.exists(body_path) else b""
+                problem = None
+                if r.returncode != 0:
+                    problem = f"curl failed: {r.stderr.strip()}"
+                elif not status.isdigit() or int(status) >= 400:
+                    problem = f"status {status}: {body[:300]!r}"
+                elif "json" in ctype:
+                    try:
+                        doc = json.loads(body)
+                        if isinstance(doc, dict) and isinstance(doc.get("job"), str):
+                            job = doc["job"]
+                    except ValueError as e:
+                        problem = f"not JSON: {e}"
+                elif "csv" in ctype and b"\n" not in body:
+                    problem = "CSV without a header line"
+                if problem:
+                    failed += 1
+                    print(f"not ok {n} - {label}\n# {problem}")
+                else:
+                    print(f"ok {n} - {label}")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        srv.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"1..{len(cases)}")
     return 1 if failed else 0

@@ -311,21 +311,11 @@ int main(void) {
         printf("not ok 1 - the daemon starts: %s\n1..1\n", d.log);
         return 1;
     }
-    /* tests against this daemon */
-#define RUN_D(fn)                                                                          \
-    do {                                                                                   \
-        ut_current_failed = 0;                                                             \
-        fn(&d);                                                                            \
-        ut_count++;                                                                        \
-        if (ut_current_failed) ut_failures++;                                              \
-        printf("%sok %d - %s\n", ut_current_failed ? "not " : "", ut_count, #fn);          \
-        fflush(stdout);                                                                    \
-    } while (0)
-    RUN_D(test_idle_sockets_from_one_address);
-    RUN_D(test_chunked_body_over_the_limit);
-    RUN_D(test_mhd_refusals_are_json);
-    RUN_D(test_nul_is_refused);
-    RUN_D(test_slow_readers_share_one_copy);
+    RUN_WITH(test_idle_sockets_from_one_address, &d);
+    RUN_WITH(test_chunked_body_over_the_limit, &d);
+    RUN_WITH(test_mhd_refusals_are_json, &d);
+    RUN_WITH(test_nul_is_refused, &d);
+    RUN_WITH(test_slow_readers_share_one_copy, &d);
     int rc = daemon_stop(&d, SIGTERM);
     CHECK_MSG(rc == 0, "exit %d", rc);
     RUN(test_trickle_cannot_extend_the_deadline);

@@ -37,30 +37,6 @@ static char *path_in(const char *name) {
     return p;
 }
 
-typedef struct bg_call {
-    const test_daemon *d;
-    const char *method, *path, *body;
-    http_reply r;
-    int rc;
-    pthread_t t;
-} bg_call;
-
-static void *bg_main(void *arg) {
-    bg_call *c = arg;
-    c->rc = http_call(c->d, c->method, c->path, c->body, &c->r);
-    return NULL;
-}
-
-static void bg_start(bg_call *c, const test_daemon *d, const char *method, const char *path,
-                     const char *body) {
-    memset(c, 0, sizeof *c);
-    c->d = d;
-    c->method = method;
-    c->path = path;
-    c->body = body;
-    pthread_create(&c->t, NULL, bg_main, c);
-}
-
 static long status_of(const test_daemon *d, const char *path) {
     http_reply r;
     long s = http_call(d, "GET", path, NULL, &r) == 0 ? r.status : -1;

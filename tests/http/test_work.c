@@ -140,28 +140,13 @@ static void test_sync_size_bound(const test_daemon *d) {
     json_decref(e);
 }
 
-typedef struct bg_call {
-    const test_daemon *d;
-    const char *body;
-    http_reply r;
-    int rc;
-    pthread_t t;
-} bg_call;
-
-static void *bg_main(void *arg) {
-    bg_call *c = arg;
-    c->rc = http_call(c->d, "POST", "/v1/learning-curves", c->body, &c->r);
-    return NULL;
-}
-
 /* Four identical synchronous requests at once: one simulation (the episodes counter moves
  * by one request's episodes), the other three wait for it without a worker, same answer. */
 static void test_identical_requests_computed_once(const test_daemon *d) {
     double before = metric(d, "metalignd_episodes_simulated_total");
     bg_call c[IDENTICAL];
     for (int i = 0; i < IDENTICAL; i++) {
-        c[i] = (bg_call){.d = d, .body = SHARED_CURVES};
-        pthread_create(&c[i].t, NULL, bg_main, &c[i]);
+        bg_start(&c[i], d, "POST", "/v1/learning-curves", SHARED_CURVES);
     }
     /* all four suspended together: one computing, three waiting for it */
     int together = wait_metric(d, "metalignd_http_suspended", IDENTICAL, IDENTICAL, 10) == 0;
@@ -290,23 +275,16 @@ int main(void) {
         printf("not ok 1 - the daemon starts: %s\n1..1\n", d.log);
         return 1;
     }
-#define RUN_D(fn)                                                                          \
-    do {                                                                                   \
-        ut_current_failed = 0;                                                             \
-        fn(&d);                                                                            \
-        ut_count++;                                                                        \
-        if (ut_current_failed) ut_failures++;                                              \
-        printf("%sok %d - %s\n", ut_current_failed ? "not " : "", ut_count, #fn);          \
-        fflush(stdout);                                                                    \
-    } while (0)
-    RUN_D(test_abandoned_work_stops);
-    RUN_D(test_identical_requests_computed_once);
-    RUN_D(test_delete_and_job_states);
+    RUN_WITH(test_abandoned_work_stops, &d);
+    RUN_WITH(test_identical_requests_computed_once, &d);
+    RUN_WITH(test_delete_and_job_states, &d);
     CHECK(daemon_stop(&d, SIGTERM) == 0);
     const char *small[] = {"--config", demo_config(), "--cache-dir", path_in("cache-small"), NULL};
     if (daemon_start(&d, small) == 0) {
-        RUN_D(test_sync_size_bound);
+        RUN_WITH(test_sync_size_bound, &d);
         CHECK(daemon_stop(&d, SIGTERM) == 0);
+    } else {
+        CHECK_MSG(0, "the daemon with the default --max-sync-rows starts: %s", d.log);
     }
     RUN(test_one_thread_keeps_an_interactive_worker);
     RUN(test_job_results_share_the_budget);

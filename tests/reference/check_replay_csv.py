@@ -18,20 +18,15 @@ Skips (TAP) when pandas or scipy is missing.
 
 Usage: tests/reference/check_replay_csv.py METALIGND SOURCE_ROOT
 """
-import http.server
 import io
 import json
 import math
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
-import threading
-import time
-import urllib.error
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from demo_daemon import DemoDaemon  # noqa: E402
 
 try:
     import numpy as np
@@ -68,28 +63,6 @@ def fit_temperature(z, choice):
     best = min([(r.fun, r.x), (nll_at(z, choice, math.exp(LOG_T[0])), LOG_T[0]),
                 (nll_at(z, choice, math.exp(LOG_T[1])), LOG_T[1])])
     return math.exp(best[1]), best[0]
-
-
-class Csv(http.server.BaseHTTPRequestHandler):
-    body = b""
-
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Type", "text/csv")
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
-
-    def log_message(self, *a):
-        pass
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def fetch(base, path):
@@ -168,32 +141,9 @@ def compare(base):
 
 
 def main(daemon, root):
-    Csv.body = open(os.path.join(root, "tests", "fixtures", "human", "synthetic.csv"), "rb").read()
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Csv)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    tmp = tempfile.mkdtemp(prefix="metalign-replay-pandas-")
-    port = free_port()
-    proc = subprocess.Popen(
-        [daemon, "--config", os.path.join(root, "config", "demo.json"),
-         "--listen", "127.0.0.1:%d" % port, "--cache-dir", os.path.join(tmp, "cache"),
-         "--human-url", "http://127.0.0.1:%d/rsd46.csv" % srv.server_address[1]],
-        stderr=subprocess.DEVNULL)
-    try:
-        # the daemon listens at once and loads after: wait for /readyz 200
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % port, timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except (OSError, urllib.error.URLError):
-                time.sleep(0.05)
-        compare("http://127.0.0.1:%d" % port)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        srv.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
+    # DemoDaemon serves the synthetic human CSV over loopback and waits for /readyz 200
+    with DemoDaemon(daemon, root) as d:
+        compare(d.origin)
     failed = 0
     for i, (ok, what) in enumerate(checks, 1):
         print("%s %d - %s" % ("ok" if ok else "not ok", i, what))

@@ -285,3 +285,18 @@ json_t *http_json(const http_reply *r) {
     if (!r->body) return NULL;
     return json_loadb(r->body, r->len, 0, NULL);
 }
+
+static void *bg_main(void *arg) {
+    bg_call *c = arg;
+    c->rc = http_call(c->d, c->method, c->path, c->body, &c->r);
+    return NULL;
+}
+
+void bg_start(bg_call *c, const test_daemon *d, const char *method, const char *path,
+              const char *body) {
+    *c = (bg_call){.d = d, .method = method, .path = path, .body = body};
+    if (pthread_create(&c->t, NULL, bg_main, c) != 0) {
+        printf("Bail out! pthread_create for %s %s\n", method, path);
+        exit(1);
+    }
+}

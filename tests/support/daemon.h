@@ -3,6 +3,7 @@
 #define METALIGN_TESTS_DAEMON_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -50,5 +51,18 @@ int http_call(const test_daemon *d, const char *method, const char *path, const 
 void http_reply_free(http_reply *r);
 /* Parses the reply body as JSON (NULL if it is not). */
 json_t *http_json(const http_reply *r);
+
+/* One request in a thread of its own, for tests that need several in flight (shutdown,
+ * coalescing, abandoned work): bg_start, then pthread_join(c->t, NULL) before reading c->rc
+ * and c->r (the caller frees c->r). */
+typedef struct bg_call {
+    const test_daemon *d;
+    const char *method, *path, *body;
+    http_reply r;
+    int rc;
+    pthread_t t;
+} bg_call;
+void bg_start(bg_call *c, const test_daemon *d, const char *method, const char *path,
+              const char *body);
 
 #endif
