@@ -520,19 +520,27 @@ static void test_jobs(void) {
     expect_error("GET", "/v1/jobs/ffffffffffffffffffffffffffffffff", NULL, 404, "no job");
 }
 
-/* The slowest of rounds /healthz and cached /v1/cka answers, 20 ms apart. */
-static void slowest_light(int rounds, double *worst_h, double *worst_c) {
-    *worst_h = *worst_c = 0;
-    for (int i = 0; i < rounds; i++) {
+#define LIGHT_ROUNDS 20
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* LIGHT_ROUNDS /healthz and cached /v1/cka answers, 20 ms apart: the seconds of both per
+ * round (the slower of the two), sorted. */
+static void light_rounds(double sorted[LIGHT_ROUNDS]) {
+    for (int i = 0; i < LIGHT_ROUNDS; i++) {
         http_reply r;
         CHECK(http_call(&d, "GET", "/healthz", NULL, &r) == 0 && r.status == 200);
-        if (r.seconds > *worst_h) *worst_h = r.seconds;
+        double h = r.seconds;
         http_reply_free(&r);
         CHECK(http_call(&d, "GET", "/v1/cka?dims=0,1,2", NULL, &r) == 0 && r.status == 200);
-        if (r.seconds > *worst_c) *worst_c = r.seconds;
+        sorted[i] = r.seconds > h ? r.seconds : h;
         http_reply_free(&r);
         usleep(20000);
     }
+    qsort(sorted, LIGHT_ROUNDS, sizeof *sorted, cmp_double);
 }
 
 /* While a heavy job keeps every compute thread busy, /healthz and a cached /v1/cka still
@@ -543,6 +551,11 @@ static void slowest_light(int rounds, double *worst_h, double *worst_c) {
  * with the compute threads at their priority tens of milliseconds. */
 #define LIGHT_SCHED_ALLOWANCE 0.05 /* seconds */
 #define LIGHT_IDLE_MARGIN 5
+/* The rounds that may exceed the limit: a CI machine running another suite beside this one
+ * takes a core from the HTTP thread now and then, which no priority inside the daemon can
+ * prevent; a request queued behind the job would fail every round. */
+#define LIGHT_OUTLIERS 2
+#define LIGHT_QUEUED 1.0 /* seconds: no round may take this long (the job runs for many) */
 
 static void test_light_requests_not_blocked(void) {
     /* The daemon sizes its compute threads by the CPUs it may use (affinity, cgroup quota);
@@ -553,25 +566,28 @@ static void test_light_requests_not_blocked(void) {
     CHECK_EQ_INT(threads, ml_cpus_usable());
     json_t *warm = call("GET", "/v1/cka?dims=0,1,2", NULL, 200); /* cached from here on */
     json_decref(warm);
-    double idle_h, idle_c;
-    slowest_light(20, &idle_h, &idle_c);
+    double idle[LIGHT_ROUNDS], busy[LIGHT_ROUNDS];
+    light_rounds(idle);
     json_t *acc = call("POST", "/v1/learning-curves?async=true",
                        "{\"episodes\": 100000, \"seq_len\": 100, \"seed\": 123}", 202);
     const char *url = json_string_value(json_object_get(acc, "status_url"));
     json_t *running = url ? wait_job(url, "running", 30) : NULL;
     json_decref(running);
-    double worst_h, worst_c;
-    slowest_light(20, &worst_h, &worst_c);
+    light_rounds(busy);
     json_t *still = url ? call("GET", url, NULL, 200) : NULL;
     CHECK(still && !strcmp(json_string_value(json_object_get(still, "status")), "running"));
     json_decref(still);
-    double idle = idle_h > idle_c ? idle_h : idle_c;
-    double limit = LIGHT_SCHED_ALLOWANCE + LIGHT_IDLE_MARGIN * idle;
-    printf("# %d compute threads; idle: slowest /healthz %.1f ms, cached /v1/cka %.1f ms; during a "
-           "heavy job: %.1f ms, %.1f ms (limit %.1f ms)\n", threads, idle_h * 1e3, idle_c * 1e3,
-           worst_h * 1e3, worst_c * 1e3, limit * 1e3);
-    CHECK_MSG(worst_h < limit && worst_c < limit, "light requests took %.3f / %.3f s (limit %.3f s)",
-              worst_h, worst_c, limit);
+    /* the idle figure is the same percentile, so one slow idle round does not loosen it */
+    int pct = LIGHT_ROUNDS - 1 - LIGHT_OUTLIERS;
+    double limit = LIGHT_SCHED_ALLOWANCE + LIGHT_IDLE_MARGIN * idle[pct];
+    double worst = busy[LIGHT_ROUNDS - 1];
+    printf("# %d compute threads; /healthz + cached /v1/cka, idle: median %.1f ms, slowest %.1f ms; "
+           "during a heavy job: median %.1f ms, all but %d below %.1f ms, slowest %.1f ms "
+           "(limit %.1f ms)\n", threads, idle[LIGHT_ROUNDS / 2] * 1e3, idle[LIGHT_ROUNDS - 1] * 1e3,
+           busy[LIGHT_ROUNDS / 2] * 1e3, LIGHT_OUTLIERS, busy[pct] * 1e3, worst * 1e3, limit * 1e3);
+    CHECK_MSG(busy[pct] < limit, "light requests took %.3f s or more in %d of %d rounds (limit %.3f s)",
+              busy[pct], LIGHT_OUTLIERS + 1, LIGHT_ROUNDS, limit);
+    CHECK_MSG(worst < LIGHT_QUEUED, "a light request took %.3f s: queued behind the job?", worst);
     json_t *del = url ? call("DELETE", url, NULL, 200) : NULL;
     json_decref(del);
     json_t *gone = url ? wait_job(url, "cancelled", 30) : NULL; /* frees its slot */
