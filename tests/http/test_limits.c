@@ -37,19 +37,6 @@ static long vm_rss_kb(pid_t pid) {
     return kb;
 }
 
-static double metric(const test_daemon *d, const char *name) {
-    http_reply r;
-    double v = -1;
-    if (http_call(d, "GET", "/metrics", NULL, &r) == 0 && r.body) {
-        char key[160];
-        snprintf(key, sizeof key, "\n%s ", name);
-        const char *at = strstr(r.body, key);
-        if (at) v = atof(at + strlen(key));
-    }
-    http_reply_free(&r);
-    return v;
-}
-
 /* One raw request; its whole answer into buf (the connection is closed). */
 static int raw_request(int port, const char *text, char *buf, size_t cap) {
     int fd = raw_connect(NULL, port, 0);
@@ -246,7 +233,7 @@ static void test_slow_readers_share_one_copy(const test_daemon *d) {
     }
     usleep(1500000);
     long after = vm_rss_kb(d->pid);
-    double held = metric(d, "metalignd_http_inflight_bytes");
+    double held = http_metric(d, "metalignd_http_inflight_bytes");
     printf("# %d non-reading clients on a %.1f MB answer: RSS %ld -> %ld MB, %.1f MB held "
            "for them\n", SLOW_CLIENTS, size / 1e6, before >> 10, after >> 10, held / 1e6);
     CHECK_MSG(held >= (double)size && held < 2.0 * (double)size,
@@ -254,9 +241,9 @@ static void test_slow_readers_share_one_copy(const test_daemon *d) {
     CHECK_MSG(after - before < (long)(5 * size / 1024), "RSS grew by %ld kB", after - before);
     for (int i = 0; i < SLOW_CLIENTS; i++)
         if (fds[i] >= 0) close(fds[i]);
-    for (int i = 0; i < 100 && metric(d, "metalignd_http_inflight_bytes") > 64 * 1024; i++)
+    for (int i = 0; i < 100 && http_metric(d, "metalignd_http_inflight_bytes") > 64 * 1024; i++)
         usleep(50000);
-    CHECK(metric(d, "metalignd_http_inflight_bytes") < 64 * 1024);
+    CHECK(http_metric(d, "metalignd_http_inflight_bytes") < 64 * 1024);
 }
 
 /* Distinct large answers beyond --max-inflight-bytes wait with 503 + Retry-After while one
@@ -280,7 +267,7 @@ static void test_inflight_bound(void) {
              "Content-Length: %zu\r\n\r\n", strlen(body));
     int slow = raw_connect(NULL, d.port, SMALL_RCVBUF);
     CHECK(raw_send_str(slow, request) == 0 && raw_send_str(slow, body) == 0);
-    for (int i = 0; i < 100 && metric(&d, "metalignd_http_inflight_bytes") < 1048576; i++)
+    for (int i = 0; i < 100 && http_metric(&d, "metalignd_http_inflight_bytes") < 1048576; i++)
         usleep(50000);
     http_reply r;
     CHECK(http_call(&d, "POST", "/v1/activations", body, &r) == 0);
@@ -291,7 +278,7 @@ static void test_inflight_bound(void) {
     CHECK(http_call(&d, "GET", "/healthz", NULL, &r) == 0 && r.status == 200);
     http_reply_free(&r);
     close(slow);
-    for (int i = 0; i < 100 && metric(&d, "metalignd_http_inflight_bytes") > 64 * 1024; i++)
+    for (int i = 0; i < 100 && http_metric(&d, "metalignd_http_inflight_bytes") > 64 * 1024; i++)
         usleep(50000);
     CHECK(http_call(&d, "POST", "/v1/activations", body, &r) == 0 && r.status == 200);
     CHECK(r.len > 1048576);

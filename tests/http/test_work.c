@@ -49,23 +49,10 @@ static json_t *call(const test_daemon *d, const char *method, const char *path,
     return doc;
 }
 
-static double metric(const test_daemon *d, const char *name) {
-    http_reply r;
-    double v = -1;
-    if (http_call(d, "GET", "/metrics", NULL, &r) == 0 && r.body) {
-        char key[160];
-        snprintf(key, sizeof key, "\n%s ", name);
-        const char *at = strstr(r.body, key);
-        if (at) v = atof(at + strlen(key));
-    }
-    http_reply_free(&r);
-    return v;
-}
-
 static int wait_metric(const test_daemon *d, const char *name, double at_least, double at_most,
                        double seconds) {
     for (double t0 = raw_now(); raw_now() - t0 < seconds; usleep(20000)) {
-        double v = metric(d, name);
+        double v = http_metric(d, name);
         if (v >= at_least && v <= at_most) return 0;
     }
     return -1;
@@ -143,7 +130,7 @@ static void test_sync_size_bound(const test_daemon *d) {
 /* Four identical synchronous requests at once: one simulation (the episodes counter moves
  * by one request's episodes), the other three wait for it without a worker, same answer. */
 static void test_identical_requests_computed_once(const test_daemon *d) {
-    double before = metric(d, "metalignd_episodes_simulated_total");
+    double before = http_metric(d, "metalignd_episodes_simulated_total");
     bg_call c[IDENTICAL];
     for (int i = 0; i < IDENTICAL; i++) {
         bg_start(&c[i], d, "POST", "/v1/learning-curves", SHARED_CURVES);
@@ -151,7 +138,7 @@ static void test_identical_requests_computed_once(const test_daemon *d) {
     /* all four suspended together: one computing, three waiting for it */
     int together = wait_metric(d, "metalignd_http_suspended", IDENTICAL, IDENTICAL, 10) == 0;
     for (int i = 0; i < IDENTICAL; i++) pthread_join(c[i].t, NULL);
-    double after = metric(d, "metalignd_episodes_simulated_total");
+    double after = http_metric(d, "metalignd_episodes_simulated_total");
     CHECK_MSG(together, "the four requests never waited together");
     CHECK_MSG(after - before == 3000, "%.0f episodes simulated for %d identical requests",
               after - before, IDENTICAL);
@@ -231,7 +218,7 @@ static void test_job_results_share_the_budget(void) {
     const char *ua = json_string_value(json_object_get(a, "status_url"));
     json_t *done = ua ? wait_job(&d, ua, "done", 60) : NULL;
     json_decref(done);
-    double held = metric(&d, "metalignd_result_cache_job_bytes");
+    double held = http_metric(&d, "metalignd_result_cache_job_bytes");
     CHECK_MSG(held > 500000 && held <= 1048576, "%.0f bytes held for the job", held);
     /* one job at a time (--max-jobs 1): a second while the first runs gets 503 + Retry-After */
     json_t *b = call(&d, "POST", "/v1/learning-curves?async=true", JOB_RESULT("2"), 202);
@@ -242,11 +229,11 @@ static void test_job_results_share_the_budget(void) {
     CHECK_STR_CONTAINS(json_string_value(json_object_get(json_object_get(failed, "error"), "message")),
                        "--result-cache-bytes");
     json_decref(failed);
-    CHECK(metric(&d, "metalignd_result_cache_bytes") <= 1048576);
+    CHECK(http_metric(&d, "metalignd_result_cache_bytes") <= 1048576);
     json_t *del = ua ? call(&d, "DELETE", ua, NULL, 200) : NULL;
     CHECK(json_is_true(json_object_get(del, "deleted")));
     json_decref(del);
-    CHECK(metric(&d, "metalignd_result_cache_job_bytes") == 0);
+    CHECK(http_metric(&d, "metalignd_result_cache_job_bytes") == 0);
     json_t *b2 = call(&d, "POST", "/v1/learning-curves?async=true", JOB_RESULT("2"), 202);
     const char *ub2 = json_string_value(json_object_get(b2, "status_url"));
     done = ub2 ? wait_job(&d, ub2, "done", 60) : NULL;

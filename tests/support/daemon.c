@@ -300,3 +300,16 @@ void bg_start(bg_call *c, const test_daemon *d, const char *method, const char *
         exit(1);
     }
 }
+
+double http_metric(const test_daemon *d, const char *name) {
+    http_reply r;
+    double v = -1;
+    if (http_call(d, "GET", "/metrics", NULL, &r) == 0 && r.body) {
+        char key[160];
+        snprintf(key, sizeof key, "\n%s ", name);
+        const char *at = strstr(r.body, key);
+        if (at) v = atof(at + strlen(key));
+    }
+    http_reply_free(&r);
+    return v;
+}

@@ -52,6 +52,10 @@ void http_reply_free(http_reply *r);
 /* Parses the reply body as JSON (NULL if it is not). */
 json_t *http_json(const http_reply *r);
 
+/* The value of one series on /metrics, named with its labels as printed (e.g.
+ * "metalignd_worker_tasks{class=\"interactive\"}"), or -1 when it is absent. */
+double http_metric(const test_daemon *d, const char *name);
+
 /* One request in a thread of its own, for tests that need several in flight (shutdown,
  * coalescing, abandoned work): bg_start, then pthread_join(c->t, NULL) before reading c->rc
  * and c->r (the caller frees c->r). */
