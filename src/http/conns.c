@@ -18,7 +18,7 @@ struct ml_conn {
     int reading;         /* 1 until the whole request is in, again after the answer */
     int in_body;         /* its headers are in and its body is being read */
     int suspended;
-    int closing;         /* the sweep shut it down */
+    int closing;         /* answered and closing: by the sweep (408) or its reader (408, 413) */
     int gone;            /* its client went away (reported once) */
     void *req;           /* the current request, or NULL */
     ml_conn *prev, *next;
@@ -206,12 +206,22 @@ void ml_conn_received(ml_conn *c) {
     pthread_mutex_unlock(&c->table->lock);
 }
 
-int ml_conn_overdue(const ml_conn *c) {
+int ml_conn_claim_overdue(ml_conn *c) {
     if (!c) return 0;
     pthread_mutex_lock(&c->table->lock);
-    int late = c->reading && now_s() - c->phase_start > c->table->opt.read_timeout;
+    int late = c->reading && !c->closing && now_s() - c->phase_start > c->table->opt.read_timeout;
+    if (late) c->closing = 1; /* the sweeper leaves it to us (enforce_deadlines) */
     pthread_mutex_unlock(&c->table->lock);
     return late;
+}
+
+int ml_conn_claim_answer(ml_conn *c) {
+    if (!c) return 1;
+    pthread_mutex_lock(&c->table->lock);
+    int ours = !c->closing;
+    c->closing = 1;
+    pthread_mutex_unlock(&c->table->lock);
+    return ours;
 }
 
 void ml_conn_suspended(ml_conn *c, int on) {

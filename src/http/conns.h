@@ -46,8 +46,14 @@ void ml_conn_begin(ml_conn *c, void *req);
 void ml_conn_body(ml_conn *c);
 /* The whole request was received: the read deadline no longer applies. */
 void ml_conn_received(ml_conn *c);
-/* 1 once the connection has been reading for longer than the read timeout. */
-int ml_conn_overdue(const ml_conn *c);
+/* 1 once the connection has been reading for longer than the read timeout and the caller is
+ * the one to answer it: the sweeper and the thread reading the body can both see the deadline
+ * pass, and only one of them may write the 408 (a second would follow the first's body on the
+ * wire). 0 when it is not late or the 408 is already someone else's. */
+int ml_conn_claim_overdue(ml_conn *c);
+/* The same for an answer the reader writes itself for another reason (a body over the limit):
+ * 1 when no 408 was written and none will be. */
+int ml_conn_claim_answer(ml_conn *c);
 /* The request is suspended (on) or resumed (off): while suspended its socket is watched. */
 void ml_conn_suspended(ml_conn *c, int on);
 /* The request was answered: the next request's deadline starts now. */

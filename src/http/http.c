@@ -370,7 +370,7 @@ static int first_call(req_ctx *ctx, const char *url, const char *method) {
  * connection must close (MHD cannot send an answer before it has read a chunked body). */
 static enum MHD_Result body_piece(req_ctx *ctx, const char *data, size_t *size) {
     ml_http *h = ctx->http;
-    if (ml_conn_overdue(ctx->cs)) {
+    if (ml_conn_claim_overdue(ctx->cs)) {
         char msg[200];
         snprintf(msg, sizeof msg, "the request took longer than %d s to arrive (--read-timeout); "
                                   "send it at once", h->opt.read_timeout);
@@ -383,7 +383,8 @@ static enum MHD_Result body_piece(req_ctx *ctx, const char *data, size_t *size) 
         snprintf(msg, sizeof msg, "the request body is larger than the limit of %zu bytes; send "
                                   "fewer items or raise --max-body-bytes", h->opt.max_body_bytes);
         ctx->resp.status = 413;
-        ml_http_write_error(ml_conn_fd(ctx->cs), 413, "body_too_large", msg, 0);
+        if (ml_conn_claim_answer(ctx->cs))
+            ml_http_write_error(ml_conn_fd(ctx->cs), 413, "body_too_large", msg, 0);
         return MHD_NO;
     }
     ml_buf_append(&ctx->body, data, *size);

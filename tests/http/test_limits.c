@@ -51,14 +51,15 @@ static int raw_request(int port, const char *text, char *buf, size_t cap) {
 static void expect_json_error(const char *answer, int status, const char *code, const char *what) {
     CHECK_MSG(raw_status(answer) == status, "%s: status %d, expected %d: %.300s", what,
               raw_status(answer), status, answer);
-    CHECK_MSG(raw_status_lines(answer) == 1, "%s: %d status lines: %.300s", what,
+    CHECK_MSG(raw_status_lines(answer) == 1, "%s: %d status lines: %.600s", what,
               raw_status_lines(answer), answer);
     CHECK_MSG(strstr(answer, "Content-Type: application/json") != NULL, "%s: not JSON: %.300s",
               what, answer);
     const char *body = raw_body(answer);
     json_t *doc = body ? json_loads(body, 0, NULL) : NULL;
     const char *c = json_string_value(json_object_get(json_object_get(doc, "error"), "code"));
-    CHECK_MSG(c && !strcmp(c, code), "%s: code %s, expected %s", what, c ? c : "(none)", code);
+    CHECK_MSG(c && !strcmp(c, code), "%s: code %s, expected %s; the answer (%zu bytes): %.600s", what,
+              c ? c : "(none)", code, strlen(answer), answer);
     CHECK_MSG(json_string_value(json_object_get(json_object_get(doc, "error"), "message")) != NULL,
               "%s: no message", what);
     json_decref(doc);

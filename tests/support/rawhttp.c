@@ -1,6 +1,7 @@
 #include "rawhttp.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -86,8 +87,13 @@ const char *raw_body(const char *answer) {
 }
 
 int raw_status_lines(const char *answer) {
-    if (!answer) return 0;
-    return (strncmp(answer, "HTTP/1.", 7) == 0) + raw_count(answer, "\nHTTP/1.");
+    int n = 0;
+    for (const char *p = answer; p && (p = strstr(p, "HTTP/1.")); p += 7) {
+        const unsigned char *q = (const unsigned char *)p + 7;
+        n += (q[0] == '0' || q[0] == '1') && q[1] == ' ' && isdigit(q[2]) && isdigit(q[3]) &&
+             isdigit(q[4]) && q[5] == ' ';
+    }
+    return n;
 }
 
 int raw_count(const char *hay, const char *needle) {

@@ -24,8 +24,8 @@ int raw_closed(int fd, int timeout_ms);
 int raw_status(const char *answer);
 /* The body after the blank line, or NULL. */
 const char *raw_body(const char *answer);
-/* Status lines in an answer (one at the start and any at the start of a later line): more
- * than one is an answer whose headers were written twice. */
+/* Status lines ("HTTP/1.x NNN ") anywhere in an answer: more than one is an answer whose
+ * headers were written twice, or a second answer after the first one's body. */
 int raw_status_lines(const char *answer);
 /* Occurrences of needle in hay. */
 int raw_count(const char *hay, const char *needle);
