@@ -172,7 +172,8 @@ def start_redis(port):
                           "--maxmemory-policy", "noeviction"],
                          stdout=open(os.path.join(d, "redis.log"), "ab"), stderr=subprocess.STDOUT)
     procs.append(p)
-    for _ in range(100):
+    deadline = time.monotonic() + 30  # started by the test: bounded in time, not in tries
+    while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
                 s.sendall(b"PING\r\n")
@@ -219,7 +220,8 @@ http {{
                           "-g", "daemon off;"], stdout=subprocess.DEVNULL,
                          stderr=open(os.path.join(d, "stderr.log"), "wb"))
     procs.append(p)
-    for _ in range(100):
+    deadline = time.monotonic() + 30  # started by the test: bounded in time, not in tries
+    while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return p
