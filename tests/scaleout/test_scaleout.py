@@ -46,6 +46,7 @@ SYNC_ROWS = 10 ** 8    # the single daemon answers JOB synchronously (--max-sync
 T0 = time.time()
 tmp = tempfile.mkdtemp(prefix="metalign-scaleout-")
 procs = []
+groups = []  # process groups to take down whole (nginx and its workers)
 results = []
 
 
@@ -216,10 +217,13 @@ http {{
 """
     path = os.path.join(d, "nginx.conf")
     open(path, "w").write(conf)
+    # its own process group: nginx's workers outlive a master killed with SIGKILL, and the
+    # clean-up below takes the whole group
     p = subprocess.Popen([NGINX, "-c", path, "-p", d, "-e", os.path.join(d, "error.log"),
                           "-g", "daemon off;"], stdout=subprocess.DEVNULL,
-                         stderr=open(os.path.join(d, "stderr.log"), "wb"))
+                         stderr=open(os.path.join(d, "stderr.log"), "wb"), start_new_session=True)
     procs.append(p)
+    groups.append(p.pid)
     deadline = time.monotonic() + 30  # started by the test: bounded in time, not in tries
     while time.monotonic() < deadline:
         try:
@@ -468,8 +472,17 @@ try:
 finally:
     for p in procs:
         if p.poll() is None:
-            p.kill()
-            p.wait()
+            p.terminate()  # nginx's master stops its workers; redis and replicas exit
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    for g in groups:
+        try:
+            os.killpg(g, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # the group is gone already: the clean stop worked
     if all(r[0] for r in results):
         shutil.rmtree(tmp, ignore_errors=True)
     else:
