@@ -15,24 +15,16 @@ Usage: bench/run_curves_ml.py [--build build] [--reps 3] [--threads 2] [--episod
 """
 import argparse
 import os
-import subprocess
 import sys
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from benchlib import bench_exe, run  # noqa: E402
 DATA = os.path.join(ROOT, "bench", "data", "metalearner")
 N, D, K = 1854, 768, 66
-
-
-def run(cmd, env=None):
-    print("$ " + " ".join(cmd), flush=True)
-    out = subprocess.run(cmd, env=env, check=True, stdout=subprocess.PIPE,
-                         universal_newlines=True).stdout
-    sys.stdout.write(out)
-    sys.stdout.flush()
-    return out
 
 
 def generate():
@@ -74,10 +66,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--episodes", type=int, default=128)
     args = ap.parse_args()
-    exe = os.path.join(args.build, "bench", "bench_curves_ml")
-    if not os.access(exe, os.X_OK):
-        sys.exit("run_curves_ml: build %s first (tools/build.sh %s -Dbuildtype=release)"
-                 % (exe, args.build))
+    exe = bench_exe(args.build, "bench_curves_ml", "run_curves_ml")
     generate()
     env = dict(os.environ, OPENBLAS_CORETYPE="SkylakeX", OPENBLAS_THREAD_TIMEOUT="4")
     out_dir = os.path.join(ROOT, "bench", "out")

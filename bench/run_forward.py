@@ -16,20 +16,12 @@ Usage: bench/run_forward.py [--build build] [--batch 64] [--reps 3] [--threads 2
 import argparse
 import os
 import re
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-
-
-def run(cmd, env=None):
-    print("$ " + " ".join(cmd), flush=True)
-    out = subprocess.run(cmd, env=env, check=True, stdout=subprocess.PIPE,
-                         universal_newlines=True).stdout
-    sys.stdout.write(out)
-    sys.stdout.flush()
-    return out
+sys.path.insert(0, HERE)
+from benchlib import bench_exe, run  # noqa: E402
 
 
 def c_figures(out, batch):
@@ -71,10 +63,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    exe = os.path.join(args.build, "bench", "bench_forward")
-    if not os.access(exe, os.X_OK):
-        sys.exit("run_forward: build %s first (tools/build.sh %s -Dbuildtype=release)"
-                 % (exe, args.build))
+    exe = bench_exe(args.build, "bench_forward", "run_forward")
     c_out = run([exe, "--batches", str(args.batch), "--reps", str(args.reps),
                  "--threads", str(args.threads), "--only", "episodes"])
     c_out += run([exe, "--batches", str(args.batch), "--reps", str(args.reps),

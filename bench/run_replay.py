@@ -18,7 +18,6 @@ Usage: bench/run_replay.py [--build build] [--reps 3] [--threads 2] [--participa
 import argparse
 import os
 import re
-import subprocess
 import sys
 
 import numpy as np
@@ -26,15 +25,8 @@ import pandas as pd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-
-
-def run(cmd, env=None):
-    print("$ " + " ".join(cmd), flush=True)
-    out = subprocess.run(cmd, env=env, check=True, stdout=subprocess.PIPE,
-                         universal_newlines=True).stdout
-    sys.stdout.write(out)
-    sys.stdout.flush()
-    return out
+sys.path.insert(0, HERE)
+from benchlib import bench_exe, run  # noqa: E402
 
 
 def write_csv(data, path, n_participants, n_trials=120, seed=12):
@@ -72,10 +64,7 @@ def main():
     ap.add_argument("--participants", type=int, default=90)
     ap.add_argument("--sklearn-participants", type=int, default=3)
     args = ap.parse_args()
-    exe = os.path.join(args.build, "bench", "bench_replay")
-    if not os.access(exe, os.X_OK):
-        sys.exit("run_replay: build %s first (tools/build.sh %s -Dbuildtype=release)"
-                 % (exe, args.build))
+    exe = bench_exe(args.build, "bench_replay", "run_replay")
     data = os.path.join(ROOT, "bench", "data", "startup")
     run(["/usr/bin/python3", os.path.join(HERE, "startup", "gen.py"), data, "--no-deflated"])
     csv = os.path.join(ROOT, "bench", "data", "replay", "humans.csv")

@@ -225,11 +225,13 @@ static int oom(ml_response *resp) {
     return -1;
 }
 
-int ml_int_list_json(json_t *arr, const char *what, int limit, const char *limit_what,
-                     int max_len, int **out, int *n, ml_response *resp) {
+/* The checks both list readers make first: arr is a non-empty array of at most max_len
+ * entries (kind names what the entries must be, for the message). Its length, or -1. */
+static long long list_length(json_t *arr, const char *what, const char *kind, int max_len,
+                             ml_response *resp) {
     if (!json_is_array(arr) || json_array_size(arr) == 0) {
-        ml_respond_error(resp, 400, "invalid_field", "%s must be a non-empty array of integers",
-                         what);
+        ml_respond_error(resp, 400, "invalid_field", "%s must be a non-empty array of %s", what,
+                         kind);
         return -1;
     }
     size_t len = json_array_size(arr);
@@ -238,6 +240,14 @@ int ml_int_list_json(json_t *arr, const char *what, int limit, const char *limit
                          what, len, max_len);
         return -1;
     }
+    return (long long)len;
+}
+
+int ml_int_list_json(json_t *arr, const char *what, int limit, const char *limit_what,
+                     int max_len, int **out, int *n, ml_response *resp) {
+    long long n_in = list_length(arr, what, "integers", max_len, resp);
+    if (n_in < 0) return -1;
+    size_t len = (size_t)n_in;
     int *v = malloc(sizeof(int) * len);
     if (!v) return oom(resp);
     for (size_t i = 0; i < len; i++) {
@@ -260,17 +270,9 @@ int ml_int_list_json(json_t *arr, const char *what, int limit, const char *limit
 
 int ml_float_list_json(json_t *arr, const char *what, int max_len, float **out, int *n,
                        ml_response *resp) {
-    if (!json_is_array(arr) || json_array_size(arr) == 0) {
-        ml_respond_error(resp, 400, "invalid_field", "%s must be a non-empty array of numbers",
-                         what);
-        return -1;
-    }
-    size_t len = json_array_size(arr);
-    if ((long long)len > max_len) {
-        ml_respond_error(resp, 400, "too_large", "%s has %zu entries; at most %d are allowed",
-                         what, len, max_len);
-        return -1;
-    }
+    long long n_in = list_length(arr, what, "numbers", max_len, resp);
+    if (n_in < 0) return -1;
+    size_t len = (size_t)n_in;
     float *v = malloc(sizeof(float) * len);
     if (!v) return oom(resp);
     for (size_t i = 0; i < len; i++) {
