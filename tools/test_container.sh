@@ -347,6 +347,12 @@ for ((w = 0; w < STOP_TIMEOUT * 10; w++)); do alive || break; sleep 0.1; done
 if alive; then
   not_ok "SIGTERM stops the daemon within ${STOP_TIMEOUT} s"
   diag <"$tmp/daemon.log"
+  # where it is stuck: each thread's name, state and kernel wait, and its stack if gdb is here
+  for t in /proc/"$pid"/task/*; do
+    echo "thread ${t##*/}: $(cat "$t/comm" 2>/dev/null) $(awk '/^State/ { print $2 }' "$t/status" 2>/dev/null) wchan=$(cat "$t/wchan" 2>/dev/null)"
+  done | diag
+  command -v gdb >/dev/null 2>&1 &&
+    timeout 30 gdb -p "$pid" -batch -ex 'thread apply all bt 20' 2>/dev/null | grep -E '^(#|Thread)' | head -n 200 | diag
 else
   wait "$pid"
   rc=$?
