@@ -242,9 +242,9 @@ static void test_slow_readers_share_one_copy(const test_daemon *d) {
     CHECK_MSG(after - before < (long)(5 * size / 1024), "RSS grew by %ld kB", after - before);
     for (int i = 0; i < SLOW_CLIENTS; i++)
         if (fds[i] >= 0) close(fds[i]);
-    for (int i = 0; i < 100 && http_metric(d, "metalignd_http_inflight_bytes") > 64 * 1024; i++)
-        usleep(50000);
-    CHECK(http_metric(d, "metalignd_http_inflight_bytes") < 64 * 1024);
+    double left;
+    CHECK_MSG(http_metric_wait(d, "metalignd_http_inflight_bytes", 0, 64 * 1024, 30, &left) == 0,
+              "%.0f bytes still in flight 30 s after the clients left", left);
 }
 
 /* Distinct large answers beyond --max-inflight-bytes wait with 503 + Retry-After while one
@@ -268,8 +268,20 @@ static void test_inflight_bound(void) {
              "Content-Length: %zu\r\n\r\n", strlen(body));
     int slow = raw_connect(NULL, d.port, SMALL_RCVBUF);
     CHECK(raw_send_str(slow, request) == 0 && raw_send_str(slow, body) == 0);
-    for (int i = 0; i < 100 && http_metric(&d, "metalignd_http_inflight_bytes") < 1048576; i++)
-        usleep(50000);
+    /* The slow client's answer is computed first (seconds on a loaded machine); only once it
+     * holds the bound can the next large answer be refused. */
+    double t0 = raw_now();
+    double held;
+    int holds = http_metric_wait(&d, "metalignd_http_inflight_bytes", 1048576, 1e12, 60, &held);
+    printf("# the non-reading client's answer held %.1f MB after %.2f s\n", held / 1e6,
+           raw_now() - t0);
+    if (holds != 0) { /* say what the slow client got instead */
+        char got[256];
+        ssize_t len = raw_read(slow, got, sizeof got - 1, 200);
+        got[len > 0 ? len : 0] = 0;
+        CHECK_MSG(0, "the non-reading client's answer never held the bound (%.0f bytes in "
+                  "flight after 60 s); it got %zd bytes: %.120s", held, len, got);
+    }
     http_reply r;
     CHECK(http_call(&d, "POST", "/v1/activations", body, &r) == 0);
     CHECK_MSG(r.status == 503 && r.retry_after > 0, "status %ld, Retry-After %d", r.status,
@@ -279,8 +291,9 @@ static void test_inflight_bound(void) {
     CHECK(http_call(&d, "GET", "/healthz", NULL, &r) == 0 && r.status == 200);
     http_reply_free(&r);
     close(slow);
-    for (int i = 0; i < 100 && http_metric(&d, "metalignd_http_inflight_bytes") > 64 * 1024; i++)
-        usleep(50000);
+    double left;
+    CHECK_MSG(http_metric_wait(&d, "metalignd_http_inflight_bytes", 0, 64 * 1024, 30, &left) == 0,
+              "%.0f bytes still in flight 30 s after the slow client left", left);
     CHECK(http_call(&d, "POST", "/v1/activations", body, &r) == 0 && r.status == 200);
     CHECK(r.len > 1048576);
     http_reply_free(&r);

@@ -91,21 +91,6 @@ static void test_listens_while_loading(void) {
     CHECK(daemon_stop(&d, SIGTERM) == 0);
 }
 
-/* Waits until the daemon's /metrics shows n requests suspended (computing or waiting). */
-static int wait_suspended(const test_daemon *d, int n, double seconds) {
-    for (double t0 = raw_now(); raw_now() - t0 < seconds; usleep(20000)) {
-        http_reply r;
-        int got = -1;
-        if (http_call(d, "GET", "/metrics", NULL, &r) == 0 && r.body) {
-            const char *at = strstr(r.body, "\nmetalignd_http_suspended ");
-            if (at) got = atoi(at + strlen("\nmetalignd_http_suspended "));
-        }
-        http_reply_free(&r);
-        if (got >= n) return 0;
-    }
-    return -1;
-}
-
 /* A synchronous simulation of minutes, SIGTERM a second in: /readyz turns 503 at once (the
  * daemon still serves), the simulation is cancelled before the grace ends and answered 503,
  * identical requests waiting for it too, and the exit is 0 within the grace. */
@@ -116,9 +101,9 @@ static void test_sigterm_during_long_request(void) {
     REQUIRE(daemon_start(&d, args) == 0);
     bg_call leader, waiter;
     bg_start(&leader, &d, "POST", "/v1/learning-curves", LONG_CURVES);
-    CHECK(wait_suspended(&d, 1, 10) == 0);
+    CHECK(http_metric_wait(&d, "metalignd_http_suspended", 1, 1e9, 10, NULL) == 0);
     bg_start(&waiter, &d, "POST", "/v1/learning-curves", LONG_CURVES); /* waits for leader */
-    CHECK(wait_suspended(&d, 2, 10) == 0);
+    CHECK(http_metric_wait(&d, "metalignd_http_suspended", 2, 1e9, 10, NULL) == 0);
     usleep(500000);
     double t0 = raw_now();
     kill(d.pid, SIGTERM);
@@ -161,9 +146,9 @@ static void test_sigterm_during_stalled_download(void) {
     }
     bg_call fetching, waiting;
     bg_start(&fetching, &d, "GET", "/v1/human/learning-curves", NULL);
-    CHECK(wait_suspended(&d, 1, 10) == 0);
+    CHECK(http_metric_wait(&d, "metalignd_http_suspended", 1, 1e9, 10, NULL) == 0);
     bg_start(&waiting, &d, "GET", "/v1/human/learning-curves?max_trial=5", NULL);
-    CHECK(wait_suspended(&d, 2, 10) == 0);
+    CHECK(http_metric_wait(&d, "metalignd_http_suspended", 2, 1e9, 10, NULL) == 0);
     usleep(500000);
     double t0 = raw_now();
     int rc = daemon_stop(&d, SIGTERM);

@@ -24,6 +24,7 @@
 /* results of about 620 kB: one fits a 1 MiB budget, two do not */
 #define JOB_RESULT(s) "{\"episodes\": 300, \"seq_len\": 100, \"include_episodes\": true, \"n_boot\": 0, \"seed\": " s "}"
 #define BUDGET "1048576"
+#define INTERACTIVE_TASKS "metalignd_worker_tasks{class=\"interactive\"}" /* a series of /metrics */
 
 static char tmp[] = "/tmp/metalign-work-XXXXXX";
 
@@ -47,15 +48,6 @@ static json_t *call(const test_daemon *d, const char *method, const char *path,
     json_t *doc = http_json(&r);
     http_reply_free(&r);
     return doc;
-}
-
-static int wait_metric(const test_daemon *d, const char *name, double at_least, double at_most,
-                       double seconds) {
-    for (double t0 = raw_now(); raw_now() - t0 < seconds; usleep(20000)) {
-        double v = http_metric(d, name);
-        if (v >= at_least && v <= at_most) return 0;
-    }
-    return -1;
 }
 
 static const char *status_of_job(json_t *j) {
@@ -90,13 +82,13 @@ static void test_abandoned_work_stops(const test_daemon *d) {
     int a = raw_post(d->port, "/v1/learning-curves", LONG_CURVES_SEED("401"));
     int b = raw_post(d->port, "/v1/learning-curves", LONG_CURVES_SEED("402"));
     REQUIRE(a >= 0 && b >= 0);
-    CHECK(wait_metric(d, "metalignd_http_suspended", 2, 2, 10) == 0);
-    CHECK(wait_metric(d, "metalignd_worker_tasks{class=\"interactive\"}", 2, 2, 10) == 0);
+    CHECK(http_metric_wait(d, "metalignd_http_suspended", 2, 2, 10, NULL) == 0);
+    CHECK(http_metric_wait(d, INTERACTIVE_TASKS, 2, 2, 10, NULL) == 0);
     usleep(300000);
     close(a);
     close(b);
     double t0 = raw_now();
-    CHECK(wait_metric(d, "metalignd_worker_tasks{class=\"interactive\"}", 0, 0, 10) == 0);
+    CHECK(http_metric_wait(d, INTERACTIVE_TASKS, 0, 0, 10, NULL) == 0);
     double freed = raw_now() - t0;
     http_reply r;
     CHECK(http_call(d, "POST", "/v1/learning-curves", SMALL_CURVES, &r) == 0 && r.status == 200);
@@ -136,7 +128,8 @@ static void test_identical_requests_computed_once(const test_daemon *d) {
         bg_start(&c[i], d, "POST", "/v1/learning-curves", SHARED_CURVES);
     }
     /* all four suspended together: one computing, three waiting for it */
-    int together = wait_metric(d, "metalignd_http_suspended", IDENTICAL, IDENTICAL, 10) == 0;
+    int together =
+        http_metric_wait(d, "metalignd_http_suspended", IDENTICAL, IDENTICAL, 10, NULL) == 0;
     for (int i = 0; i < IDENTICAL; i++) pthread_join(c[i].t, NULL);
     double after = http_metric(d, "metalignd_episodes_simulated_total");
     CHECK_MSG(together, "the four requests never waited together");

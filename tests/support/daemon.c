@@ -313,3 +313,21 @@ double http_metric(const test_daemon *d, const char *name) {
     http_reply_free(&r);
     return v;
 }
+
+static double monotonic_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+int http_metric_wait(const test_daemon *d, const char *name, double lo, double hi,
+                     double seconds, double *last) {
+    double until = monotonic_seconds() + seconds;
+    for (;;) {
+        double v = http_metric(d, name);
+        if (last) *last = v;
+        if (v >= lo && v <= hi) return 0;
+        if (monotonic_seconds() > until) return -1;
+        usleep(20000);
+    }
+}

@@ -55,6 +55,11 @@ json_t *http_json(const http_reply *r);
 /* The value of one series on /metrics, named with its labels as printed (e.g.
  * "metalignd_worker_tasks{class=\"interactive\"}"), or -1 when it is absent. */
 double http_metric(const test_daemon *d, const char *name);
+/* Polls that series until its value is within [lo, hi] (0) or seconds have passed (-1): a
+ * loaded machine is slow, so tests wait by time, never by a count of tries. *last (if given)
+ * is the last value read (-1 when the series was absent). */
+int http_metric_wait(const test_daemon *d, const char *name, double lo, double hi,
+                     double seconds, double *last);
 
 /* One request in a thread of its own, for tests that need several in flight (shutdown,
  * coalescing, abandoned work): bg_start, then pthread_join(c->t, NULL) before reading c->rc
