@@ -1,6 +1,8 @@
-"""What the side-by-side drivers (run_forward.py, run_replay.py, run_curves_ml.py) share:
-running a step with its command echoed, and finding a benchmark binary in a build folder."""
+"""What the benchmark drivers share: running a step with its command echoed, finding a
+benchmark binary in a build folder, a free loopback port and one HTTP request to a daemon."""
+import http.client
 import os
+import socket
 import subprocess
 import sys
 
@@ -21,3 +23,23 @@ def bench_exe(build, name, who):
     if not os.access(exe, os.X_OK):
         sys.exit("%s: build %s first (tools/build.sh %s -Dbuildtype=release)" % (who, exe, build))
     return exe
+
+
+def free_port():
+    """A loopback port nobody listens on now (the daemon is started on it next)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def request(port, method, path, body=None, timeout=600):
+    """One request to a daemon on port: (status, body bytes)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()

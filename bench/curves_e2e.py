@@ -14,7 +14,6 @@ every 10 ms and records their latencies: a heavy request must not stall light on
 Usage: bench/curves_e2e.py [--build build] [--reps 3] [--threads 2] [--port 18633]
 """
 import argparse
-import http.client
 import json
 import os
 import subprocess
@@ -32,6 +31,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests" / "reference"))
 import metalign_ref  # noqa: E402
+
+sys.path.insert(0, str(HERE))
+from benchlib import request  # noqa: E402
 
 EPISODES, SEQ_LEN, BATCH, DIMS = 128, 100, 64, [0, 1, 2]
 
@@ -108,16 +110,6 @@ def notebook_simulation(model, data):
             correct_n += corr.sum().item()
             total_n += by.numel()
     return correct_n / total_n, float(np.mean(losses))
-
-
-def request(port, method, path, body=None, timeout=600):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        c.request(method, path, body=body, headers={"Content-Type": "application/json"})
-        r = c.getresponse()
-        return r.status, r.read()
-    finally:
-        c.close()
 
 
 def simulate(port, seed):

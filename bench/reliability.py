@@ -27,6 +27,9 @@ import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LONG = json.dumps({"episodes": 100000, "seq_len": 200, "seed": 7})
 BIG = json.dumps({"episodes": 19300, "seq_len": 100, "include_episodes": True, "n_boot": 0,
@@ -35,14 +38,6 @@ BIG = json.dumps({"episodes": 19300, "seq_len": 100, "include_episodes": True, "
 
 def load():
     return open("/proc/loadavg").read().split()[:3]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Daemon:

@@ -25,7 +25,6 @@ Usage: bench/run_gemm.py [--builds build,build-openblas] [--bench PATH] [--round
                          [--consecutive 6] [--reps 3] [--threads 2] [--wait-quiet 0.5]
 """
 import argparse
-import http.client
 import json
 import os
 import re
@@ -35,6 +34,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import request  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -84,16 +86,6 @@ class Server:
         except OSError:
             pass
         self.p.wait()
-
-
-def request(port, method, path, body=None, timeout=600):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        c.request(method, path, body=body, headers={"Content-Type": "application/json"})
-        r = c.getresponse()
-        return r.status, r.read()
-    finally:
-        c.close()
 
 
 class Daemon:

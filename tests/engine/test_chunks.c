@@ -15,35 +15,17 @@
 #include "metalign/runner.h"
 #include "metalign/simulate.h"
 #include "unit.h"
+#include "world.h"
 
 #define DEMO ML_SOURCE_ROOT "/data/demo/"
 #define WORLD ML_SOURCE_ROOT "/tests/fixtures/metalearner/"
 #define MAX_ROWS 4096 /* ML_APP_BATCH_ROWS: the daemon's rows per forward call */
 
-/* A model and its data: the demo bundle (the seed's generation) or the later generation's
- * fixture world (tests/reference/make_metalearner_world.py). */
-typedef struct world {
-    ml_model m;
-    ml_dataset d;
-    float *emb_raw, *emb_std;
-} world;
-
 static int open_world(world *w, const char *model, const ml_data_paths *paths) {
-    memset(w, 0, sizeof *w);
     ml_err err = {{0}};
-    if (ml_model_load(&w->m, model, 0, &err) != 0 || ml_dataset_load(&w->d, paths, &err) != 0 ||
-        ml_item_embeddings(&w->m, &w->d, &w->emb_raw, &w->emb_std, &err) != 0) {
-        printf("# %s: %s\n", model, err.msg);
-        return -1;
-    }
-    return 0;
-}
-
-static void close_world(world *w) {
-    free(w->emb_raw);
-    free(w->emb_std);
-    ml_dataset_free(&w->d);
-    ml_model_free(&w->m);
+    if (world_open(w, model, paths, &err) == 0) return 0;
+    printf("# %s: %s\n", model, err.msg);
+    return -1;
 }
 
 /* One job computed chunk by chunk through the codec, as the replicas and the merge do. */
@@ -145,7 +127,7 @@ static void test_merge_is_bit_identical(void) {
     rq.batch_size = 50;
     check_merge("seed generation", &w, &rq);
     ml_sim_request_free(&rq);
-    close_world(&w);
+    world_close(&w);
 }
 
 /* The later generation: episodes of their own lengths, magnitudes fed and predicted. */
@@ -166,7 +148,7 @@ static void test_merge_later_generation(void) {
         rq.batch_size = 50;
         check_merge(models[k], &w, &rq);
         ml_sim_request_free(&rq);
-        close_world(&w);
+        world_close(&w);
     }
 }
 

@@ -13,20 +13,17 @@
 #include "metalign/runner.h"
 #include "metalign/simulate.h"
 #include "unit.h"
+#include "world.h"
 
 #define DEMO ML_SOURCE_ROOT "/data/demo/"
 
-static ml_model model;
-static ml_dataset data;
-static float *emb_raw, *emb_std;
+static world demo; /* the demo bundle */
 static json_t *ref;
 
 static int load_world(void) {
     ml_err err = {{0}};
     ml_data_paths paths = {DEMO "backbone.npy", DEMO "targets.txt", DEMO "unique_id.txt", NULL};
-    if (ml_model_load(&model, DEMO "model.safetensors", 0, &err) != 0 ||
-        ml_dataset_load(&data, &paths, &err) != 0 ||
-        ml_item_embeddings(&model, &data, &emb_raw, &emb_std, &err) != 0) {
+    if (world_open(&demo, DEMO "model.safetensors", &paths, &err) != 0) {
         printf("# demo bundle: %s\n", err.msg);
         return -1;
     }
@@ -38,7 +35,8 @@ static int load_world(void) {
 
 static int runner(ml_runner *r, int max_rows) {
     ml_err err = {{0}};
-    int rc = ml_runner_init(r, &model, &data, emb_raw, emb_std, max_rows, 4096, &err);
+    int rc =
+        ml_runner_init(r, &demo.m, &demo.d, demo.emb_raw, demo.emb_std, max_rows, 4096, &err);
     if (rc != 0) printf("# runner: %s\n", err.msg);
     return rc;
 }
@@ -206,12 +204,12 @@ static void test_no_intervals_and_bounds(void) {
         CHECK(isnan(c.overall.curve.ci_low[t]) && isfinite(c.overall.curve.p_correct[t]));
     ml_sim_curves_free(&c);
     ml_sim_result_free(&res);
-    int bad_dims[] = {0, data.target_dims};
+    int bad_dims[] = {0, demo.d.target_dims};
     CHECK(ml_sim_set_dims(&rq, bad_dims, 2) == 0);
     CHECK(ml_simulate(&r, &rq, NULL, &res, &err) == -1);
     CHECK_STR_CONTAINS(err.msg, "dims[1]");
     CHECK(ml_sim_set_dims(&rq, bad_dims, 1) == 0);
-    rq.seq_len = data.n_items + 1;
+    rq.seq_len = demo.d.n_items + 1;
     CHECK(ml_simulate(&r, &rq, NULL, &res, &err) == -1);
     CHECK_STR_CONTAINS(err.msg, "seq_len");
     ml_sim_request_free(&rq);
@@ -230,9 +228,6 @@ int main(void) {
     RUN(test_progress_and_cancel);
     RUN(test_no_intervals_and_bounds);
     json_decref(ref);
-    free(emb_raw);
-    free(emb_std);
-    ml_dataset_free(&data);
-    ml_model_free(&model);
+    world_close(&demo);
     return UT_DONE();
 }

@@ -15,39 +15,23 @@
 #include "metalign/runner.h"
 #include "metalign/simulate.h"
 #include "unit.h"
+#include "world.h"
 
 #define WORLD ML_SOURCE_ROOT "/tests/fixtures/metalearner/"
 
 static const char *const models[] = {"tf", "lstm", "static"};
 #define N_MODELS 3
 
-typedef struct world {
-    ml_model m;
-    ml_dataset d;
-    float *emb_raw, *emb_std;
-} world;
-
 static json_t *ref;
 
 static int open_world(world *w, const char *model, const char *backbone) {
-    memset(w, 0, sizeof *w);
     char path[512];
     snprintf(path, sizeof path, WORLD "%s.pt", model);
     ml_err err = {{0}};
     ml_data_paths paths = {backbone, WORLD "targets.txt", WORLD "ids.txt", NULL};
-    if (ml_model_load(&w->m, path, 0, &err) != 0 || ml_dataset_load(&w->d, &paths, &err) != 0 ||
-        ml_item_embeddings(&w->m, &w->d, &w->emb_raw, &w->emb_std, &err) != 0) {
-        CHECK_MSG(0, "%s: %s", model, err.msg);
-        return -1;
-    }
-    return 0;
-}
-
-static void close_world(world *w) {
-    free(w->emb_raw);
-    free(w->emb_std);
-    ml_dataset_free(&w->d);
-    ml_model_free(&w->m);
+    if (world_open(w, path, &paths, &err) == 0) return 0;
+    CHECK_MSG(0, "%s: %s", model, err.msg);
+    return -1;
 }
 
 static int runner(ml_runner *r, world *w, int max_rows) {
@@ -136,7 +120,7 @@ static void test_curves_match_pytorch(void) {
         world w;
         if (open_world(&w, models[k], WORLD "backbone.h5") != 0) continue;
         check_curves(models[k], &w);
-        close_world(&w);
+        world_close(&w);
     }
 }
 
@@ -147,7 +131,7 @@ static void test_batching_does_not_matter(void) {
         if (open_world(&w, models[k], WORLD "backbone.h5") != 0) continue;
         ml_runner big, small;
         if (runner(&big, &w, 4096) != 0 || runner(&small, &w, 38 * 3 + 5) != 0) {
-            close_world(&w);
+            world_close(&w);
             continue;
         }
         ml_sim_request rq;
@@ -178,7 +162,7 @@ static void test_batching_does_not_matter(void) {
         ml_sim_request_free(&rq);
         ml_runner_free(&big);
         ml_runner_free(&small);
-        close_world(&w);
+        world_close(&w);
     }
 }
 
@@ -190,7 +174,7 @@ static void test_runner_forward_matches_model(void) {
         if (open_world(&w, models[k], WORLD "backbone_images.h5") != 0) continue;
         ml_runner r;
         if (runner(&r, &w, 256) != 0) {
-            close_world(&w);
+            world_close(&w);
             continue;
         }
         enum { B = 3, S = 11 };
@@ -231,7 +215,7 @@ static void test_runner_forward_matches_model(void) {
         CHECK_STR_CONTAINS(err.msg, "fed magnitudes, not labels");
         ml_workspace_free(ws);
         ml_runner_free(&r);
-        close_world(&w);
+        world_close(&w);
     }
 }
 
@@ -254,7 +238,7 @@ static void test_static_columns(void) {
         ml_sim_request_free(&rq);
         ml_runner_free(&r);
     }
-    close_world(&w);
+    world_close(&w);
 }
 
 /* The replay feeds label feedback; the later generation takes magnitudes (or nothing). */
@@ -283,7 +267,7 @@ static void test_replay_refused(void) {
             ml_replay_result_free(&res);
             ml_runner_free(&r);
         }
-        close_world(&w);
+        world_close(&w);
     }
     ml_human_data_free(&h);
 }

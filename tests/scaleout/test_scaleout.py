@@ -32,6 +32,9 @@ import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from demo_daemon import free_port  # noqa: E402
+
 METALIGND, ROOT = sys.argv[1], sys.argv[2]
 REDIS = sys.argv[3] if len(sys.argv) > 3 else shutil.which("redis-server")
 NGINX = sys.argv[4] if len(sys.argv) > 4 else (shutil.which("nginx") or "/usr/sbin/nginx")
@@ -57,14 +60,6 @@ def ok(cond, name, diag=None):
         for line in str(diag).splitlines()[:40]:
             print("# " + line, flush=True)
     return cond
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def call(method, url, body=None, timeout=60):

@@ -145,7 +145,7 @@ class Tap:
         """Runs a test function; an exception is one failed point."""
         try:
             fn(*args)
-        except Exception as e:  # noqa: BLE001 - every failure is reported
+        except Exception:  # noqa: BLE001 - every failure is reported
             import traceback
             self.check(False, f"{name} raised", "\n".join(traceback.format_exc().splitlines()[-20:]))
 
