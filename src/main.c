@@ -11,17 +11,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define ML_LEAK_CHECKED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ML_LEAK_CHECKED 1
-#endif
-#endif
-#ifdef ML_LEAK_CHECKED
-#include <sanitizer/lsan_interface.h>
-#endif
-
 #include "engine/app.h"
 #include "metalign/blas.h"
 #include "config.h"
@@ -122,21 +111,6 @@ static int wait_for_stop(void) {
     return stop_signal;
 }
 
-/* Everything the daemon owns is answered, joined, released and written by now; what exit()
- * would still run are the libraries' exit-time destructors (OpenBLAS joins its thread pool,
- * oneDNN's and libgomp's tear theirs down). One of them once kept the process alive for more
- * than 45 s after "stopped" (the container test, 1 run in about 30), which a supervisor
- * counts as a hung stop; so the daemon leaves at once. Under AddressSanitizer the leak check
- * that exit() would have run runs here (a leak still fails the run). */
-__attribute__((noreturn)) static void leave_stopped(void) {
-    fflush(stdout);
-    fflush(stderr);
-#ifdef ML_LEAK_CHECKED
-    __lsan_do_leak_check();
-#endif
-    _exit(0);
-}
-
 int main(int argc, char **argv) {
     ml_blas_select_core(argv);
 
@@ -226,5 +200,5 @@ int main(int argc, char **argv) {
     ml_app_free(&app);
     ml_config_free(&cfg);
     fprintf(stderr, "metalignd: stopped in %.2f s\n", now_seconds() - t_stop);
-    leave_stopped();
+    return 0;
 }

@@ -303,7 +303,14 @@ env -i "${env[@]}" unshare --mount --propagation private /bin/sh -c "$mounts"' &
   /bin/sh -c 'cd "$0" && exec "$@"' "$workdir" "${args[@]}" >"$tmp/daemon.log" 2>&1 &
 pid=$!
 
-alive() { [ -d "/proc/$pid" ] && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; }
+# Running: its state reads, and is not a zombie's. A status file that cannot be read is a
+# process being reaped (bash reaps its children on SIGCHLD, between any two commands), so a
+# failed read counts as stopped, never as running.
+alive() {
+  local state
+  state=$(awk '/^State:/ { print $2; exit }' "/proc/$pid/status" 2>/dev/null)
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
 code=000
 deadline=$((SECONDS + READY_TIMEOUT))
 while [ "$SECONDS" -lt "$deadline" ]; do
@@ -343,8 +350,14 @@ if [ "${#hc[@]}" -gt 0 ]; then
 fi
 
 kill -TERM "$pid"
-for ((w = 0; w < STOP_TIMEOUT * 10; w++)); do alive || break; sleep 0.1; done
-if alive; then
+# One verdict, from the loop: asking alive() again after it could see a stopped daemon
+# "running" in the instant bash reaps it (the old check read the status file twice).
+stopped=0
+for ((w = 0; w < STOP_TIMEOUT * 10; w++)); do
+  if ! alive; then stopped=1; break; fi
+  sleep 0.1
+done
+if [ "$stopped" -eq 0 ]; then
   not_ok "SIGTERM stops the daemon within ${STOP_TIMEOUT} s"
   diag <"$tmp/daemon.log"
   # where it is stuck: each thread's name, state and kernel wait, and its stack if gdb is here
